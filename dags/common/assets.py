@@ -1,0 +1,15 @@
+"""The Assets that connect the replyloop DAGs, declared once.
+
+ingest_conversations --(curated_snapshot)--> finetune_lora --(candidate_model)--> evaluate_and_promote
+                                                                                  --(champion_model)--> serving
+"""
+
+from airflow.sdk import Asset
+
+CURATED_SNAPSHOT = Asset(name="replyloop.curated_snapshot", uri="replyloop://lake/curated/conversations",
+                         extra={"contract": "ARCHITECTURE.md#data-contract"})
+CANDIDATE_MODEL = Asset(name="replyloop.candidate_model", uri="replyloop://registry/replyloop-assistant/candidate")
+CHAMPION_MODEL = Asset(name="replyloop.champion_model", uri="replyloop://registry/replyloop-assistant/champion")
+
+DEFAULT_ARGS = {"owner": "replyloop", "retries": 2}
+TAGS = ["replyloop"]

@@ -1,0 +1,260 @@
+"""`replyloop` command line: the same package functions the DAGs call, for people at a terminal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date as Date
+from datetime import timedelta
+
+import click
+
+from replyloop.settings import get_settings
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("great_expectations", "urllib3", "botocore", "alembic", "mlflow.store", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(f"{type(exc).__name__}: {exc}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """replyloop: ingest -> validate -> LoRA fine-tune -> evaluate -> promote -> serve -> feedback.
+
+    Settings come from REPLYLOOP_* environment variables (see README); `replyloop status` shows where
+    things are.
+    """
+    _setup_logging(verbose)
+
+
+@main.command("demo-data")
+@click.option("--start", "start", default=None,
+              help="First day (YYYY-MM-DD); default: the day after the newest landing partition, or 2026-11-20.")
+@click.option("--days", default=2, show_default=True)
+@click.option("--per-day", default=120, show_default=True, help="Canonical conversations per day.")
+@click.option("--seed", default=7, show_default=True)
+def demo_data(start: str, days: int, per_day: int, seed: int) -> None:
+    """Write a seeded sample landing dataset (JSONL, gzip, TWCS CSV, feedback) into the lake."""
+    from replyloop.demo_data import generate_landing
+    from replyloop.lake import open_lake
+
+    settings = get_settings()
+    lake = open_lake(settings.lake)
+    if start is None:
+        days_seen = sorted({o.key.split("dt=")[1][:10] for o in lake.list("raw/") if "dt=" in o.key})
+        start = (Date.fromisoformat(days_seen[-1]) + timedelta(days=1)).isoformat() if days_seen else "2026-11-20"
+        seed += len(days_seen)  # a new day brings new conversations
+    summary = generate_landing(lake.write_bytes, start_date=Date.fromisoformat(start), days=days,
+                               conversations_per_day=per_day, seed=seed, brand=settings.brand_handle)
+    click.echo(f"wrote {len(summary['files'])} files to {lake.uri}: {summary['conversations']} conversations, "
+               f"{summary['twcs_threads']} TWCS threads, {summary['feedback_events']} feedback events "
+               f"({summary['malformed']} malformed, {summary['duplicates']} duplicates on purpose)")
+
+
+@main.command()
+@click.option("--date", "day", default=None, help="Re-read one day (YYYY-MM-DD); default: every new partition.")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot manifest as JSON.")
+def ingest(day: str | None, as_json: bool) -> None:
+    """Ingest new landing partitions into a curated snapshot (quarantining bad records)."""
+    from replyloop.ingest.pipeline import IngestError, run_ingest
+    from replyloop.lake import LakeError
+
+    try:
+        manifest = run_ingest(get_settings(), date=day)
+    except (IngestError, LakeError) as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(manifest)
+        return
+    c = manifest.get("counts", {})
+    click.echo(f"snapshot {manifest.get('snapshot_id')} ({manifest.get('status')}): raw={c.get('raw')} "
+               f"curated={c.get('curated')} quarantined={c.get('quarantined')} duplicates={c.get('duplicates')}")
+    for reason, n in (c.get("quarantined_by_reason") or {}).items():
+        click.echo(f"  quarantined {reason}: {n}")
+
+
+@main.command()
+@click.option("--max-steps", type=int, default=None)
+@click.option("--lora-r", type=int, default=None)
+@click.option("--learning-rate", type=float, default=None)
+@click.option("--snapshot", default=None, help="Snapshot id (default: CURRENT).")
+@click.option("--config", "config_path", default=None, help="YAML TrainConfig (default: the committed one).")
+@click.option("--json", "as_json", is_flag=True)
+def train(max_steps, lora_r, learning_rate, snapshot, config_path, as_json) -> None:
+    """Fine-tune a LoRA adapter on the curated snapshot and register a version."""
+    from replyloop.modeling import BaseModelError
+    from replyloop.training.config import load_train_config
+    from replyloop.training.train import TrainingError
+    from replyloop.training.train import train as run_train
+
+    settings = get_settings()
+    cfg = load_train_config(config_path or settings.train_config, max_steps=max_steps, lora_r=lora_r,
+                            learning_rate=learning_rate)
+    try:
+        result = run_train(cfg, settings, snapshot_id=snapshot)
+    except (TrainingError, BaseModelError) as exc:
+        _fail(exc)
+    _echo_json(result) if as_json else click.echo(
+        f"run {result['run_id']}: registered version {result['version']} (eval loss "
+        f"{result['initial_eval_loss']:.3f} -> {result['final_eval_loss']:.3f})")
+
+
+@main.command()
+@click.option("--version", default=None, help="Model version (default: newest without a gate decision).")
+@click.option("--no-promote", is_flag=True, help="Record the decision but do not move champion.")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(version, no_promote, as_json) -> None:
+    """Evaluate a candidate against the champion (or base model) and promote it if the gate passes."""
+    from replyloop.evaluation.run import EvaluationError, evaluate_candidate
+
+    try:
+        result = evaluate_candidate(get_settings(), version=version, promote=not no_promote)
+    except EvaluationError as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"v{result['version']} vs {result['baseline']}: {'PASSED' if result['passed'] else 'FAILED'}")
+    for reason in result["reasons"]:
+        click.echo(f"  - {reason}")
+    click.echo(f"champion: v{result['champion']}")
+
+
+@main.command()
+@click.argument("version")
+@click.option("--reason", default="manual promotion", show_default=True)
+@click.option("--force", is_flag=True, help="Promote even if the version did not pass the gate.")
+def promote(version: str, reason: str, force: bool) -> None:
+    """Point the champion alias at VERSION."""
+    from replyloop import registry
+
+    try:
+        out = registry.promote(get_settings(), version, reason=reason, by="manual" if force else "gate")
+    except registry.RegistryError as exc:
+        _fail(exc)
+    click.echo(f"champion: v{out['previous']} -> v{out['champion']}")
+
+
+@main.command()
+@click.option("--to", "to", default=None, help="Version to go back to (default: the previous champion).")
+@click.option("--reason", default="manual rollback", show_default=True)
+def rollback(to, reason) -> None:
+    """Move the champion alias back to the previous champion (or --to VERSION)."""
+    from replyloop import registry
+
+    try:
+        out = registry.rollback(get_settings(), to=to, reason=reason)
+    except registry.RegistryError as exc:
+        _fail(exc)
+    click.echo(f"champion: v{out['previous']} -> v{out['champion']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Where things are: lake, current snapshot, registry versions, champion and challenger."""
+    from replyloop import registry
+    from replyloop.ingest.pipeline import read_manifest
+    from replyloop.lake import open_lake
+
+    settings = get_settings()
+    manifest = read_manifest(open_lake(settings.lake)) or {}
+    out = {"home": str(settings.home), "lake": settings.lake,
+           "snapshot": {"id": manifest.get("snapshot_id"), "totals": manifest.get("totals"),
+                        "counts": manifest.get("counts")},
+           **registry.status(settings)}
+    if as_json:
+        _echo_json(out)
+        return
+    click.echo(f"home:     {out['home']}\nlake:     {out['lake']}\nmlflow:   {out['tracking_uri']}")
+    click.echo(f"snapshot: {out['snapshot']['id']} {out['snapshot']['totals'] or ''}")
+    click.echo(f"champion: {out['champion']}   challenger: {out['challenger']}")
+    for v in out["versions"]:
+        click.echo(f"  v{v['version']:<4} {v['created']}  gate={v['gate']:<8} snapshot={v['snapshot']} "
+                   f"{' '.join('@' + a for a in v['aliases'])}")
+
+
+@main.command()
+@click.option("--no-reply", is_flag=True, help="Skip the sample reply (no model load).")
+def summary(no_reply: bool) -> None:
+    """What the last loop did: data kept and quarantined, the run, the version, the gate, the champion."""
+    from replyloop import registry
+    from replyloop.ingest.pipeline import read_manifest
+    from replyloop.lake import open_lake
+
+    settings = get_settings()
+    manifest = read_manifest(open_lake(settings.lake)) or {}
+    counts = manifest.get("counts", {})
+    click.echo("\n=== replyloop: what the loop did ===")
+    click.echo(f"data      snapshot {manifest.get('snapshot_id')}: raw={counts.get('raw')} curated={counts.get('curated')} "
+               f"quarantined={counts.get('quarantined')} duplicates={counts.get('duplicates')}")
+    for reason, n in (counts.get("quarantined_by_reason") or {}).items():
+        click.echo(f"          quarantined {reason}: {n}")
+    if manifest.get("validation"):
+        click.echo(f"          Data Docs: {manifest['validation'].get('data_docs')}")
+    vs = registry.versions(settings)
+    if vs:
+        v = vs[-1]
+        tags = v.tags or {}
+        click.echo(f"training  MLflow run {v.run_id} -> {settings.model_name} v{v.version}")
+        click.echo(f"gate      v{v.version} vs {tags.get('replyloop.gate.baseline', '?')}: "
+                   f"{tags.get(registry.GATE_TAG, 'pending').upper()}")
+        for reason in (tags.get("replyloop.gate.reasons") or "").split("; "):
+            if reason:
+                click.echo(f"          - {reason}")
+    champion = registry.alias_version(settings, registry.CHAMPION) if vs else None
+    click.echo(f"champion  v{champion}" if champion else "champion  none yet")
+    if champion and not no_reply:
+        from replyloop.serving.model_store import ModelStore
+
+        prompt = "where is my order?"
+        model = ModelStore(settings).load()
+        click.echo(f'reply     "{prompt}" -> "{model.generator.reply([prompt])[0]}"')
+    click.echo("look      make airflow  (Airflow UI, http://localhost:8080)\n"
+               "          make mlflow   (MLflow UI, http://localhost:5000: runs, gate reports, registry)\n"
+               "          make serve    (reply API, http://localhost:8000/docs)\n"
+               f"          replyloop status; lake at {settings.lake}")
+
+
+@main.command()
+@click.argument("text")
+@click.option("--alias", default=None, help="Registry alias to use (default: champion).")
+def reply(text: str, alias: str | None) -> None:
+    """Answer TEXT as the brand would, with the champion model."""
+    from replyloop.serving.model_store import ModelStore, NoModelError
+
+    settings = get_settings()
+    store = ModelStore(settings, alias=alias or settings.serve_alias)
+    try:
+        model = store.load()
+    except NoModelError as exc:
+        _fail(exc)
+    click.echo(f"[v{model.version}] {model.generator.reply([text])[0]}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Serve the champion over HTTP (POST /v1/reply, POST /v1/feedback, GET /healthz)."""
+    import uvicorn
+
+    from replyloop.serving.main import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

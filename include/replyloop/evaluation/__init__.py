@@ -1,0 +1,1 @@
+"""Evaluation: candidate vs baseline through shipped `evaluate` modules, and the promotion gate."""

@@ -1,0 +1,1 @@
+"""Ingestion: read the landing zone, normalise, redact, de-duplicate, validate, snapshot."""

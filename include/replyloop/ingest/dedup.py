@@ -1,0 +1,93 @@
+"""De-duplication of conversations and the contamination guard.
+
+Exact duplicates share a content hash (roles and normalised texts, ids and timestamps ignored).
+Near duplicates are found with MinHash LSH (datasketch) over word 3-shingles of the whole conversation:
+two conversations whose estimated Jaccard similarity is above the threshold count as one.
+The same index, filled with the evaluation and golden prompts, keeps them out of training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from datasketch import MinHash, MinHashLSH
+
+_WORD = re.compile(r"\w+")
+NUM_PERM = 64
+
+
+def content_hash(conv: dict) -> str:
+    h = hashlib.sha256()
+    for m in conv["messages"]:
+        h.update(m["role"].encode())
+        h.update(b"\x1f")
+        h.update(m["text"].casefold().encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:32]
+
+
+def _shingles(text: str, k: int = 3) -> set[bytes]:
+    words = _WORD.findall(text.casefold())
+    if len(words) < k:
+        return {" ".join(words).encode()}
+    return {" ".join(words[i : i + k]).encode() for i in range(len(words) - k + 1)}
+
+
+def minhash(text: str) -> MinHash:
+    mh = MinHash(num_perm=NUM_PERM, seed=1)
+    mh.update_batch(list(_shingles(text)))
+    return mh
+
+
+def conversation_text(conv: dict) -> str:
+    return " ".join(m["text"] for m in conv["messages"])
+
+
+class Deduplicator:
+    """Remembers what it has seen; `check` says 'exact', 'near' or None (new)."""
+
+    def __init__(self, threshold: float = 0.9, *, near: bool = True):
+        self.hashes: set[str] = set()
+        self.near = near
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM) if near else None
+        self._n = 0
+
+    def add_hash(self, digest: str) -> None:
+        self.hashes.add(digest)
+
+    def check(self, conv: dict, digest: str) -> str | None:
+        if digest in self.hashes:
+            return "exact"
+        self.hashes.add(digest)
+        if self.lsh is not None:
+            mh = minhash(conversation_text(conv))
+            if self.lsh.query(mh):
+                return "near"
+            self._n += 1
+            self.lsh.insert(f"c{self._n}", mh)
+        return None
+
+
+class ContaminationGuard:
+    """Flags conversations whose customer text matches (or nearly matches) an evaluation prompt."""
+
+    def __init__(self, prompts: list[str], threshold: float = 0.8):
+        self.exact = {_key(p) for p in prompts}
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        for i, p in enumerate(prompts):
+            self.lsh.insert(f"p{i}", minhash(p))
+
+    def hit(self, conv: dict) -> str | None:
+        for m in conv["messages"]:
+            if m["role"] != "customer":
+                continue
+            if _key(m["text"]) in self.exact:
+                return m["text"]
+            if len(_WORD.findall(m["text"])) >= 5 and self.lsh.query(minhash(m["text"])):
+                return m["text"]
+        return None
+
+
+def _key(text: str) -> str:
+    return " ".join(_WORD.findall(text.casefold()))

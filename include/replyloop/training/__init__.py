@@ -1,0 +1,1 @@
+"""LoRA fine-tuning: examples from the curated snapshot, training loop, MLflow logging."""

@@ -1,0 +1,149 @@
+"""Shared fixtures. Each test session gets its own embedded home; nothing touches ./.replyloop.
+
+The environment is set before anything imports Airflow, MLflow or transformers, since they read it at
+import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_SESSION = Path(tempfile.mkdtemp(prefix="replyloop-tests-"))
+REPO = Path(__file__).resolve().parents[1]
+os.environ.update({
+    "REPLYLOOP_HOME": str(_SESSION / "home"),
+    "AIRFLOW_HOME": str(_SESSION / "airflow"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION / 'airflow' / 'airflow.db'}",
+    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false", "GX_ANALYTICS_ENABLED": "False", "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+})
+for var in ("MLFLOW_TRACKING_URI", "REPLYLOOP_LAKE_URI", "AWS_ENDPOINT_URL", "REPLYLOOP_BASE_MODEL"):
+    os.environ.pop(var, None)
+sys.path.insert(0, str(REPO / "dags"))
+
+import pytest  # noqa: E402
+
+from replyloop.settings import Settings, get_settings  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh embedded home for one test, also visible to code that calls get_settings()."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("REPLYLOOP_HOME", str(h))
+    get_settings.cache_clear()
+    yield h
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(home) -> Settings:
+    return get_settings()
+
+
+@pytest.fixture
+def lake(settings):
+    from replyloop.lake import open_lake
+
+    return open_lake(settings.lake)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir() -> Path:
+    """The SmolLM2 tokenizer (with its chat template), read once from the shipped GGUF file."""
+    from transformers import AutoTokenizer
+
+    from replyloop.modeling import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    out = _SESSION / "smollm2-tokenizer"
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smollm2_tokenizer_dir) -> Path:
+    """A randomly initialised two-layer Llama with the SmolLM2 tokenizer: the real code path, fast."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    out = _SESSION / "tiny-llama"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def tiny_settings(home, tiny_model_dir, monkeypatch) -> Settings:
+    """Settings whose base model is the tiny Llama, with a small training budget."""
+    monkeypatch.setenv("REPLYLOOP_BASE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("REPLYLOOP_MAX_NEW_TOKENS", "12")
+    monkeypatch.setenv("REPLYLOOP_MIN_NEW_CONVERSATIONS", "5")
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def demo_lake(lake):
+    """The lake with two days of generated landing data written into it."""
+    from datetime import date
+
+    from replyloop.demo_data import generate_landing
+
+    summary = generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=2, conversations_per_day=60)
+    lake.summary = summary
+    return lake
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-compatible server (moto's server mode) over HTTP on loopback, for boto3."""
+    port = _free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("moto server did not start on loopback within 30 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return s3_endpoint
