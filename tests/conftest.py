@@ -41,6 +41,7 @@ def home(tmp_path, monkeypatch) -> Path:
     """A fresh embedded home for one test, also visible to code that calls get_settings()."""
     h = tmp_path / "home"
     monkeypatch.setenv("REPLYLOOP_HOME", str(h))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri exports it
     get_settings.cache_clear()
     yield h
     get_settings.cache_clear()
@@ -106,7 +107,7 @@ def demo_lake(lake):
 
     from replyloop.demo_data import generate_landing
 
-    summary = generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=2, conversations_per_day=60)
+    summary = generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=2, conversations_per_day=120)
     lake.summary = summary
     return lake
 
@@ -147,3 +148,33 @@ def s3_env(s3_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return s3_endpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_loop(tmp_path_factory, tiny_model_dir):
+    """One pass of the loop on the tiny model (ingest -> train -> evaluate/promote), shared by a module."""
+    from datetime import date
+
+    from replyloop.demo_data import generate_landing
+    from replyloop.evaluation.run import evaluate_candidate
+    from replyloop.ingest.pipeline import run_ingest
+    from replyloop.lake import open_lake
+    from replyloop.training.config import load_train_config
+    from replyloop.training.train import train
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("loop") / "home"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.setenv("REPLYLOOP_BASE_MODEL", str(tiny_model_dir))
+    mp.setenv("REPLYLOOP_MAX_NEW_TOKENS", "8")
+    get_settings.cache_clear()
+    settings = get_settings()
+    lake = open_lake(settings.lake)
+    generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=60)
+    run_ingest(settings)
+    trained = train(load_train_config(max_steps=3, batch_size=2, max_eval_examples=4), settings)
+    gate = evaluate_candidate(settings, max_prompts=4)
+    yield {"settings": settings, "trained": trained, "gate": gate, "lake": lake}
+    mp.undo()
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    get_settings.cache_clear()

@@ -95,6 +95,25 @@ class LocalLake:
         return str(self.root / key)
 
 
+class _RawStream(io.RawIOBase):
+    """Adapts a `read(n)` stream (botocore's StreamingBody) so io.BufferedReader can split lines."""
+
+    def __init__(self, body):
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.body.close()
+        super().close()
+
+
 class S3Lake:
     def __init__(self, uri: str, *, client=None, endpoint_url: str | None = None):
         import boto3
@@ -136,7 +155,8 @@ class S3Lake:
 
     def open(self, key: str) -> BinaryIO:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            return io.BufferedReader(_RawStream(body), buffer_size=1 << 20)
         except Exception as exc:
             raise self._wrap(exc, key) from exc
 

@@ -34,7 +34,7 @@ def client(settings: Settings):
 def alias_version(settings: Settings, alias: str) -> str | None:
     c = client(settings)
     try:
-        return c.get_model_version_by_alias(settings.model_name, alias).version
+        return str(c.get_model_version_by_alias(settings.model_name, alias).version)
     except Exception:  # no registered model yet, or the alias is not set
         return None
 
@@ -50,7 +50,7 @@ def versions(settings: Settings) -> list:
 
 def latest_unevaluated(settings: Settings) -> str | None:
     pending = [v for v in versions(settings) if GATE_TAG not in (v.tags or {})]
-    return pending[-1].version if pending else None
+    return str(pending[-1].version) if pending else None
 
 
 def _history(c, name: str) -> list[dict]:
@@ -92,14 +92,15 @@ def rollback(settings: Settings, *, to: str | int | None = None, reason: str = "
 
 def status(settings: Settings) -> dict:
     vs = versions(settings)
+    aliases = {a: alias_version(settings, a) if vs else None for a in (CHAMPION, CHALLENGER)}
     return {
         "model": settings.model_name,
         "tracking_uri": settings.tracking_uri,
-        "champion": alias_version(settings, CHAMPION) if vs else None,
-        "challenger": alias_version(settings, CHALLENGER) if vs else None,
-        "versions": [{"version": v.version, "run_id": v.run_id, "created": datetime.fromtimestamp(
+        **aliases,
+        "versions": [{"version": str(v.version), "run_id": v.run_id, "created": datetime.fromtimestamp(
             v.creation_timestamp / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "gate": (v.tags or {}).get(GATE_TAG, "pending"),
             "snapshot": (v.tags or {}).get("replyloop.snapshot_id"),
-            "aliases": list(v.aliases or [])} for v in vs],
+            "aliases": [a for a, version in aliases.items() if version == str(v.version)]}
+            for v in vs],
     }

@@ -58,8 +58,7 @@ def _iter_lines(lake: Lake, key: str) -> Iterator[tuple[int, bytes] | Rejection]
     raw, stream = _binary_stream(lake, key)
     line_no = 0
     try:
-        buffered = io.BufferedReader(stream) if not hasattr(stream, "readline") else stream
-        for line_no, line in enumerate(buffered, start=1):
+        for line_no, line in enumerate(stream, start=1):
             if line.strip():
                 yield line_no, line
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:

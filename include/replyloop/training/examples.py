@@ -32,7 +32,8 @@ def conversations(messages: pd.DataFrame, feedback: pd.DataFrame, split: str) ->
     """Conversations of one split with feedback applied, plus counts of what feedback changed."""
     latest = (feedback.sort_values("created_at").groupby(["conversation_id", "message_id"]).tail(1)
               if len(feedback) else feedback)
-    verdict = {(r.conversation_id, r.message_id): (r.rating, r.correction) for r in latest.itertuples()}
+    verdict = {(r.conversation_id, r.message_id): (r.rating, r.correction if isinstance(r.correction, str) else None)
+               for r in latest.itertuples()}
     stats = {"corrected": 0, "dropped_from_loss": 0, "upvoted": 0}
     out = []
     part = messages[messages["split"] == split].sort_values(["conversation_id", "turn"])

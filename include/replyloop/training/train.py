@@ -137,7 +137,7 @@ def train(cfg: TrainConfig, settings: Settings | None = None, *, snapshot_id: st
                 with autocast:
                     loss = model(**batch).loss / cfg.grad_accum
                 loss.backward()
-                step_loss += float(loss)
+                step_loss += loss.item()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,96 @@
+"""The lake on a local folder and on S3 (boto3 against moto's server over real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+
+from replyloop.ingest.pipeline import IngestError, run_ingest
+from replyloop.lake import LakeError, LocalLake, S3Lake, open_lake
+
+
+@pytest.fixture
+def bucket(s3_env):
+    name = f"lake-{datetime.now(UTC):%H%M%S%f}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+def roundtrip(lake):
+    lake.write_bytes("raw/a/dt=2026-11-20/x.jsonl", b"hello\n")
+    lake.write_bytes("raw/a/dt=2026-11-21/y.jsonl", b"world\n")
+    assert [o.key for o in lake.list("raw/a/")] == ["raw/a/dt=2026-11-20/x.jsonl", "raw/a/dt=2026-11-21/y.jsonl"]
+    assert lake.read_bytes("raw/a/dt=2026-11-20/x.jsonl") == b"hello\n"
+    with lake.open("raw/a/dt=2026-11-21/y.jsonl") as fh:
+        assert fh.read() == b"world\n"
+    assert lake.exists("raw/a/dt=2026-11-20/x.jsonl") and not lake.exists("raw/a/nope")
+    lake.delete("raw/a/dt=2026-11-20/x.jsonl")
+    assert [o.key for o in lake.list("raw/")] == ["raw/a/dt=2026-11-21/y.jsonl"]
+    assert lake.list("nothing/") == []
+
+
+def test_local_lake(tmp_path):
+    lake = open_lake(str(tmp_path))
+    assert isinstance(lake, LocalLake)
+    roundtrip(lake)
+    with pytest.raises(LakeError, match="escapes the lake root"):
+        lake.read_bytes("../../etc/passwd")
+    with pytest.raises(LakeError, match="cannot read .*missing.jsonl"):
+        lake.read_bytes("missing.jsonl")
+
+
+def test_s3_lake(bucket):
+    lake = open_lake(f"s3://{bucket}/some/prefix")
+    assert isinstance(lake, S3Lake)
+    roundtrip(lake)
+    raw = boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]
+    assert {o["Key"] for o in raw} == {"some/prefix/raw/a/dt=2026-11-21/y.jsonl"}
+
+
+def test_ingest_from_s3(settings, bucket):
+    from datetime import date
+
+    from replyloop.demo_data import generate_landing
+
+    lake = open_lake(f"s3://{bucket}/landing")
+    generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=40)
+    manifest = run_ingest(settings, lake=lake, now=datetime(2026, 11, 23, tzinfo=UTC))
+    c = manifest["counts"]
+    assert c["raw"] == c["curated"] + c["quarantined"] + c["duplicates"] and c["curated"] > 30
+    assert lake.exists(f"curated/conversations/{manifest['snapshot_id']}/messages.parquet")
+    assert json.loads(lake.read_bytes(f"curated/conversations/{manifest['snapshot_id']}/manifest.json"))["lake"] \
+        == f"s3://{bucket}/landing"
+
+
+def test_missing_bucket_is_a_clear_error(settings, s3_env):
+    lake = open_lake("s3://no-such-bucket-here/prefix")
+    with pytest.raises(LakeError, match=r"cannot access s3://no-such-bucket-here/prefix/.*: the bucket does not exist \(NoSuchBucket\)"):
+        run_ingest(settings, lake=lake)
+
+
+def test_missing_prefix_on_a_requested_day(settings, bucket):
+    lake = open_lake(f"s3://{bucket}/empty")
+    with pytest.raises(IngestError, match=f"no landing data for dt=2026-11-20: nothing under s3://{bucket}/empty/raw"):
+        run_ingest(settings, lake=lake, date="2026-11-20")
+
+
+def test_access_denied_is_a_clear_error(s3_env, bucket, monkeypatch):
+    """A bucket policy that denies everything: the error says access denied and where."""
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                                                      "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+    boto3.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    lake = open_lake(f"s3://{bucket}/p")
+    try:
+        lake.list("raw/")
+    except LakeError as exc:
+        assert "access denied" in str(exc) and f"s3://{bucket}/p/raw/" in str(exc)
+    else:
+        pytest.skip("this moto server does not enforce bucket policies")
+
+
+def test_unsupported_scheme():
+    with pytest.raises(LakeError, match="unsupported lake URI 'gs://b/p'"):
+        open_lake("gs://b/p")
