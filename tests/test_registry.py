@@ -27,7 +27,7 @@ def test_version_carries_lineage_and_decision(tiny_loop):
     artifacts = {a.path for a in c.list_artifacts(trained["run_id"])}
     assert {"plots", "config", "data"} <= artifacts
     eval_artifacts = {a.path for a in c.list_artifacts(gate["eval_run_id"], "gate")}
-    assert {"gate/report.html", "gate/decision.json", "gate/comparison.png"} <= eval_artifacts
+    assert {"gate/report.html", "gate/decision.json", "gate/comparison.png", "gate/replies.json"} <= eval_artifacts
 
 
 def test_aliases_follow_the_gate(tiny_loop):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replyloop.settings import Settings
+from replyloop.text import strip_leading_mentions
 
 log = logging.getLogger(__name__)
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
@@ -172,7 +173,8 @@ class ReplyGenerator:
         turns = [{"role": "customer", "text": conversation}] if isinstance(conversation, str) else conversation
         chat = [{"role": "system", "content": self.system_prompt}]
         for t in turns:
-            chat.append({"role": "user" if t["role"] == "customer" else "assistant", "content": t["text"]})
+            chat.append({"role": "user" if t["role"] == "customer" else "assistant",
+                         "content": strip_leading_mentions(t["text"])})
         return chat
 
     def reply(self, conversations: list[str | list[dict]], batch_size: int = 8) -> list[str]:
@@ -187,6 +189,7 @@ class ReplyGenerator:
             enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
             with torch.inference_mode():
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          repetition_penalty=1.1, no_repeat_ngram_size=4,
                                           pad_token_id=self.tok.pad_token_id)
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(self.tok.decode(row, skip_special_tokens=True).strip())

@@ -108,12 +108,19 @@ def rand_alnum_upper(n: int) -> str:
     return "".join(pick("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(n))
 
 
-IBAN_BBAN = {
-    "DE": lambda: rand_digits(18), "GB": lambda: rand_alnum_upper(4) + rand_digits(14),
-    "FR": lambda: rand_digits(10) + rand_alnum_upper(1) + rand_digits(12), "NL": lambda: rand_alnum_upper(4) + rand_digits(10),
-    "ES": lambda: rand_digits(20), "IT": lambda: rand_alnum_upper(1) + rand_digits(22), "BE": lambda: rand_digits(12),
-    "AT": lambda: rand_digits(16), "IE": lambda: rand_alnum_upper(4) + rand_digits(14), "PL": lambda: rand_digits(24),
-    "CH": lambda: rand_digits(17), "PT": lambda: rand_digits(21),
+IBAN_BBAN = {  # country -> random BBAN of the right shape
+    "DE": lambda: rand_digits(18),
+    "GB": lambda: rand_alnum_upper(4) + rand_digits(14),
+    "FR": lambda: rand_digits(10) + rand_alnum_upper(1) + rand_digits(12),
+    "NL": lambda: rand_alnum_upper(4) + rand_digits(10),
+    "ES": lambda: rand_digits(20),
+    "IT": lambda: rand_alnum_upper(1) + rand_digits(22),
+    "BE": lambda: rand_digits(12),
+    "AT": lambda: rand_digits(16),
+    "IE": lambda: rand_alnum_upper(4) + rand_digits(14),
+    "PL": lambda: rand_digits(24),
+    "CH": lambda: rand_digits(17),
+    "PT": lambda: rand_digits(21),
 }
 
 
@@ -668,6 +675,8 @@ def heldout_cases() -> None:
         (f"{BRAND} Sydney office says call 02 9374 4000?", [("PHONE", "02 9374 4000")], "Australian national"),
         (f"{BRAND} call me at 4155550123 not the landline", [("PHONE", "4155550123")], "NANP unformatted"),
         (f"{BRAND} my ip 203.0.113.9/24 is blocked", [("IP", "203.0.113.9")], "IP with CIDR suffix"),
+        (f"{BRAND} gateway 10.0.0.7 drops every hour", [("IP", "10.0.0.7")], "short private IP (4 digits)"),
+        (f"{BRAND} DNS 1.1.1.1 works, yours doesn't", [("IP", "1.1.1.1")], "one-digit octets"),
         (f"{BRAND} cc @Mensah_K,@li_wei_88", [("HANDLE", "@Mensah_K"), ("HANDLE", "@li_wei_88")],
          "handles separated by comma only"),
         (f"{BRAND} mail me at ravi-kumar_99@post.example.co.in thx", [("EMAIL", "ravi-kumar_99@post.example.co.in")],

@@ -102,12 +102,13 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
     decision = decide(cand_m, base_m, gate_cfg)
     decision.update({"candidate": version, "baseline": baseline_name,
                      "metrics": {f"candidate v{version}": cand_m, baseline_name: base_m}})
-    samples = []
+    replies = []  # every prompt with both answers: the full table goes to MLflow, a few rows to the report
     for name, items in sets.items():
-        for i, (prompt, ref) in enumerate(items[:6]):
-            samples.append({"set": name, "prompt": prompt if isinstance(prompt, str) else prompt[-1]["text"],
+        for i, (prompt, ref) in enumerate(items):
+            replies.append({"set": name, "prompt": prompt if isinstance(prompt, str) else prompt[-1]["text"],
                             "reference": ref, f"candidate v{version}": cand_out[name][i],
                             baseline_name: base_out[name][i]})
+    samples = [r for name in sets for r in [x for x in replies if x["set"] == name][:6]]
 
     configure(settings)
     with mlflow.start_run(run_name=f"gate-v{version}") as run:
@@ -121,7 +122,7 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
         mlflow.log_dict(decision, "gate/decision.json")
         mlflow.log_text(gate_report_html(decision, samples), "gate/report.html")
         mlflow.log_figure(comparison_png(decision["metrics"], ["rougeL", "chrf", "perplexity"]), "gate/comparison.png")
-        mlflow.log_table({k: [s.get(k) for s in samples] for k in samples[0]}, "gate/samples.json")
+        mlflow.log_table({k: [r.get(k) for r in replies] for k in replies[0]}, "gate/replies.json")
         eval_run = run.info.run_id
 
     status = "passed" if decision["passed"] else "failed"

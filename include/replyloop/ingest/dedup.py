@@ -49,9 +49,10 @@ class Deduplicator:
 
     def __init__(self, threshold: float = 0.9, *, near: bool = True):
         self.hashes: set[str] = set()
-        self.near = near
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM) if near else None
-        self._n = 0
+        self.threshold = threshold
+        # LSH at a lower threshold finds candidates with high recall; the MinHash estimate then decides.
+        self.lsh = MinHashLSH(threshold=max(0.5, threshold - 0.3), num_perm=NUM_PERM) if near else None
+        self.sketches: dict[str, MinHash] = {}
 
     def add_hash(self, digest: str) -> None:
         self.hashes.add(digest)
@@ -62,10 +63,11 @@ class Deduplicator:
         self.hashes.add(digest)
         if self.lsh is not None:
             mh = minhash(conversation_text(conv))
-            if self.lsh.query(mh):
+            if any(self.sketches[key].jaccard(mh) >= self.threshold for key in self.lsh.query(mh)):
                 return "near"
-            self._n += 1
-            self.lsh.insert(f"c{self._n}", mh)
+            key = f"c{len(self.sketches)}"
+            self.sketches[key] = mh
+            self.lsh.insert(key, mh)
         return None
 
 

@@ -14,9 +14,10 @@ CARD       [CARD]       13-19 digits, plain or grouped with spaces/dashes, passi
                         starting like a payment card (first digit 2-6)
 IBAN       [IBAN]       country code + check digits + BBAN, spaced, dashed or compact, of the country's
                         length and passing the ISO 13616 mod-97 check
-ACCOUNT    [ACCOUNT]    6-20 digits after an account keyword (account/acct/acc/a/c no./member id/customer
-                        number/loyalty/rewards/policy...); only the number is replaced, the keyword stays
-SSN        [SSN]        US social security numbers, dashed form ``123-45-6789`` only
+ACCOUNT    [ACCOUNT]    6-20 digits within three words after an account keyword (account/acct/acc/a/c no./
+                        member id/customer number/loyalty/rewards/policy...); the keyword itself stays
+SSN        [SSN]        US social security numbers: ``123-45-6789``; spaced or plain only after "SSN" /
+                        "social security"
 URL        [URL]        ``http(s)://...``, ``www....`` and bare domains *with a path* (``bit.ly/xyz``,
                         ``t.co/abc``, ``pic.twitter.com/...``)
 HANDLE     [HANDLE]     ``@customer_handle`` (Twitter/X syntax, also ``.@handle``); the brand handles passed
@@ -44,6 +45,12 @@ What is *not* PII here (decisions):
   state + ZIP or a postcode. A US ZIP code on its own is kept (5 digits are too ambiguous).
 * email-like text without a domain (``john@``, ``user@localhost``) is kept.
 * every phone number is redacted, the brand's own hotline included: the two cannot be told apart.
+* one-time codes, PINs and CVVs on their own (3-6 digits) are kept: short numbers are too ambiguous.
+* numbers are ASCII digits; names and street names may be any script.
+
+`find_leaks` runs the same detectors on text that should already be redacted (ingestion validation, the
+model's PII-leak metric); the configured brand handle is not a leak. `score` measures precision/recall
+against a labelled set (tests/data/pii_cases.jsonl) and is shared by the tests and bench/pii.py.
 
 Overlaps are resolved deterministically: a candidate nested inside a longer one is dropped (a URL that
 carries an email is redacted as one URL); the rest are taken by kind priority (EMAIL, URL, IBAN, CARD,
@@ -74,7 +81,8 @@ PLACEHOLDERS: dict[str, str] = {
     "ADDRESS": "[ADDRESS]", "ACCOUNT": "[ACCOUNT]", "IBAN": "[IBAN]", "IP": "[IP]", "SSN": "[SSN]",
 }
 # Resolution order for overlapping candidates (most specific first).
-KINDS: tuple[str, ...] = ("EMAIL", "URL", "IBAN", "CARD", "SSN", "IP", "ACCOUNT", "PHONE", "ADDRESS", "HANDLE")
+KINDS: tuple[str, ...] = (
+    "EMAIL", "URL", "IBAN", "CARD", "SSN", "IP", "ACCOUNT", "PHONE", "ADDRESS", "HANDLE")
 _PRIORITY = {kind: i for i, kind in enumerate(KINDS)}
 
 
@@ -112,8 +120,8 @@ _URL_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 _URL_TRAIL = ".,;:!?'\")]}*"
 
 # --- numeric chunks: digits with the separators phones, cards, IPs and IBANs use ---
-_CHUNK = re.compile(r"[+(0-9](?:(?<=[0-9])|[+(]?[0-9])[0-9 ().+/-]*")  # a charset first: fast scan in C
-_CHUNK_TRIM = " (.+/-"
+_CHUNK = re.compile(r"[0-9][0-9 ().+/-]*")  # a plain charset first: the scan runs in C
+_CHUNK_TRIM = " (.+/-"  # not a trailing ")": "(415)" ends with it
 
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,32}", re.A)
 _IBAN_LENGTHS = {
@@ -152,17 +160,20 @@ _PHONE_TOKEN = re.compile(r"\d+|\D+")
 _PHONE_SEPARATORS = frozenset({" ", ".", "-", "(", ")", " (", ") ", ")-", ")."})
 
 # --- ADDRESS ---
-_SUFFIX = (r"(?:(?i:street|road|avenue|lane|boulevard|drive|way|court|place|terrace|crescent|close|square|"
-           r"parkway|highway|circle|loop|row|gardens|grove|mews|trail|alley|plaza|walk|hill)\b"
-           r"|(?i:st|rd|ave|av|ln|blvd|dr|ct|pl|terr|cres|sq|pkwy|hwy|cir|gdns|trl)\b\.?)")
+_SUFFIX_FULL = ("street road avenue lane boulevard drive way court place terrace crescent close square parkway "
+                "highway circle loop row gardens grove mews trail alley plaza walk hill").split()
+_SUFFIX_ABBR = "st rd ave av ln blvd dr ct pl terr cres sq pkwy hwy cir gdns trl".split()
+_SUFFIX_WORDS = frozenset(_SUFFIX_FULL + _SUFFIX_ABBR)  # a quick pre-check before the address pattern
+_LETTERS = re.compile(r"[a-z]+")
+_SUFFIX = rf"(?:(?i:{'|'.join(_SUFFIX_FULL)})\b|(?i:{'|'.join(_SUFFIX_ABBR)})\b\.?)"
 # Words that make "<number> <words> <suffix>" a sentence, not an address ("3 days on the road").
 _NOT_STREET = frozenset(
     "the a an on in at to of for from by with and or but my your our their his her its this that these those "
     "is are was were be been it i we you they me us them so as if than then just only per each every down up "
     "across along around over under off via into onto near next last more less day days hour hours hrs min "
     "mins minute minutes week weeks wks month months year years yrs time times item items pcs pieces boxes "
-    "order orders ticket tickets people second seconds secs block blocks mile miles km meter meters kids star "
-    "stars euro euros dollar dollars pound pounds bucks".split()
+    "order orders ticket tickets people second seconds secs block blocks mile miles km meter meters kids "
+    "star stars euro euros dollar dollars pound pounds bucks".split()
 )
 _UK_POSTCODE = r"(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)\ ?\d[ABD-HJLNP-UW-Z]{2}(?!\w)(?<!\d[GTP]B)"  # not "8GB"
 _UNIT = r"(?i:apt|apartment|suite|ste|unit|flat|fl|floor|rm|room|bldg|building)\.?\s?\#?[A-Za-z0-9-]{1,6}\b"
@@ -192,10 +203,12 @@ _ADDRESS_CONTINENTAL = re.compile(
       | \d{{1,4}}[a-z]?\s[A-ZÄÖÜ][\wäöüß-]*(?i:stra(?:ß|ss)e)\b
     )(?:{_TAIL})?
     |(?<![\w-])\d{{1,4}}(?:\s?(?:bis|ter))?,?\s(?:rue|chemin|impasse|quai|allée|boulevard|bd|avenue|av\.)
-        (?:\s(?:de|du|des|la|le))?(?:\s?(?:l'|d'))?\s?[A-ZÉÈ][\w'’-]+(?:\s[A-ZÉÈ][\w'’-]+){{0,2}}  # 12 rue de Rivoli
+        (?:\s(?:de|du|des|la|le))?(?:\s?(?:l'|d'))?\s?                                   # 12 rue de Rivoli
+        [A-ZÉÈ][\w'’-]+(?:\s[A-ZÉÈ][\w'’-]+){{0,2}}
         (?:,?\s\d{{5}}\s[A-Z][a-zà-ÿ]+)?
     |(?<![\w-])(?:Calle|C/|Avenida|Avda\.|Plaza|Paseo|Carrer|Rua|Piazza|Viale)              # Calle Mayor 5
-        \s(?:(?:de|del|la|los|las|di|della|do|da)\s){{0,2}}[A-ZÁÉÍÓÚ][\wáéíóúñ'’-]+(?:\s[A-ZÁÉÍÓÚ][\wáéíóúñ'’-]+){{0,2}}
+        \s(?:(?:de|del|la|los|las|di|della|do|da)\s){{0,2}}
+        [A-ZÁÉÍÓÚ][\wáéíóúñ'’-]+(?:\s[A-ZÁÉÍÓÚ][\wáéíóúñ'’-]+){{0,2}}
         ,?\s\d{{1,4}}[A-Za-z]?\b(?:,?\s\d{{1,2}}º?\s?[A-Za-z]?\b)?
         (?:,?\s\d{{5}}\s[A-Z][a-zà-ÿ]+)?
     |(?i:\bP\.?\s?O\.?\s?Box\s\d{{1,6}}\b)
@@ -206,7 +219,7 @@ _ADDRESS_CONTINENTAL = re.compile(
 _DE_HINTS = ("straße", "strasse", "str.", "weg", "allee", "platz", "gasse", "damm", "ufer", "ring", "box")
 _DE_LAST_CHARS = frozenset("eEgGzZmMrR.xX")
 _FR_WORDS = ("rue ", "chemin ", "impasse ", "quai ", "allée ", "boulevard ", "bd ", "avenue ", "av. ")
-_ES_WORDS = ("Calle ", "C/ ", "Avenida ", "Avda. ", "Plaza ", "Paseo ", "Carrer ", "Rua ", "Piazza ", "Viale ")
+_ES_BEFORE = re.compile(r"(?:Calle|C/|Avenida|Avda\.|Plaza|Paseo|Carrer|Rua|Piazza|Viale)\s")
 _HOUSE_NUMBER_NEXT = frozenset(" abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 # --- ACCOUNT (anchored at a keyword hint) ---
@@ -220,9 +233,8 @@ _ACCOUNT = re.compile(
 _SSN_CONTEXT = re.compile(
     r"(?i)\b(?:ssn|social\ssecurity(?:\s(?:number|no\b\.?|\#))?)\W{0,4}(?:is\s|was\s)?"
     r"(?P<num>\d{3}[ -]?\d{2}[ -]?\d{4})(?!\d)")
-_SSN_KEYWORDS = frozenset({"ssn", "social security"})
-_NUMBER_KEYWORD = re.compile(r"ssn|social security|acc|a/c|member|customer|client|loyalty|rewards|subscriber|"
-                             r"policy|contract|kunden")  # searched in the lower-cased text
+_NUMBER_KEYWORDS = ("acc", "a/c", "member", "customer", "client", "loyalty", "rewards", "subscriber", "policy",
+                    "contract", "kunden", "ssn", "social")  # word prefixes, lower case
 
 # --- context: a label that makes the following number operational (order, tracking, version...) ---
 _OPERATIONAL_WORDS = frozenset(
@@ -240,6 +252,8 @@ _LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 def luhn_ok(digits: str) -> bool:
     """True when the digit string passes the Luhn (mod 10) check."""
+    if not (digits.isascii() and digits.isdigit()):
+        return False
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
@@ -249,15 +263,18 @@ def luhn_ok(digits: str) -> bool:
 
 def iban_ok(compact: str) -> bool:
     """True for an IBAN (no separators, upper case) of its country's length passing mod 97."""
-    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not (compact.isascii() and compact.isalnum()):
         return False
     rearranged = compact[4:] + compact[:4]
     return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
 
 
-def _operational(text: str, start: int) -> bool:
-    """An order/ticket/tracking/version label (optionally "no."/"number"/"is") stands right before `start`."""
-    words = text[max(0, start - _LOOKBACK):start].lower().split()
+def _operational(low: str, start: int) -> bool:
+    """An order/ticket/tracking/version label (optionally "no."/"number"/"is") stands right before `start`.
+
+    `low` is the lower-cased message.
+    """
+    words = low[max(0, start - _LOOKBACK):start].rsplit(None, 4)
     while words:
         word = words.pop().strip(_LABEL_PUNCT)
         if word and word not in _LABEL_FILLERS:
@@ -321,12 +338,14 @@ def _intl_end(text: str, start: int, end: int) -> int | None:
 
 def _phone_end(m: re.Match[str]) -> int | None:
     """End of the phone number in a candidate match, or None when it is not one."""
-    if m.group("intl"):
+    if intl := m.group("intl"):
+        digits = _count_digits(intl)
+        if 8 <= digits <= 15 and "  " not in intl and "- " not in intl and " -" not in intl:
+            return m.end()  # the common, well-formed case
         end = _intl_end(m.string, m.start("intl"), m.end("intl"))
         return m.end() if end == m.end("intl") else end
-    if m.group("nat"):
-        digits = _count_digits(m.group("nat"))
-        return m.end() if 9 <= digits <= 13 else None
+    if nat := m.group("nat"):
+        return m.end() if 9 <= _count_digits(nat) <= 13 else None
     return m.end()  # NANP: the pattern fixes the shape
 
 
@@ -376,7 +395,7 @@ class PiiRedactor:
         cands: list[Candidate] = []
         if "@" in text:
             self._at_signs(text, cands)
-        low = text.lower()
+        low = _lower(text)
         if "at]" in low or "(at)" in low:
             _add(cands, "EMAIL", (m.span() for m in _EMAIL_OBFUSCATED.finditer(text)))
         if "/" in text or "www" in low:
@@ -402,6 +421,14 @@ class PiiRedactor:
                     cands.append((at, hm.end(), _PRIORITY["HANDLE"], "HANDLE"))
                 nxt = hm.end()
             at = text.find("@", nxt)
+
+
+def _lower(text: str) -> str:
+    """Lower-cased text with the same length (positions in it are positions in `text`)."""
+    low = text.lower()
+    if len(low) != len(text):  # e.g. "İ" lower-cases to two code points
+        low = "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in text)
+    return low
 
 
 def _add(cands: list[Candidate], kind: str, spans: Iterable[tuple[int, int]]) -> None:
@@ -460,20 +487,24 @@ def _numbers(text: str, low: str, cands: list[Candidate]) -> bool:
     """
     continental = False
     for chunk in _CHUNK.finditer(text):
-        body = chunk.group().rstrip(_CHUNK_TRIM)
-        if not body:
-            continue
         s = chunk.start()
+        body = chunk.group().rstrip(_CHUNK_TRIM)
         e = s + len(body)
+        lead = s  # include a "+", "(" or "(+" right before the digits: "+44 20...", "(415) 555..."
+        if s and text[s - 1] in "+(":
+            lead = s - 2 if s >= 2 and text[s - 2:s] == "(+" else s - 1
         digits = len(body) if body.isdigit() else _count_digits(body)
         if s >= 1 and text[s - 1].isalpha():  # letters glued to the digits: IBAN, UK postcode
-            _iban_or_postcode(text, s, cands)
+            if _iban_or_postcode(text, s, cands) >= e:
+                continue  # an IBAN covers the chunk
         if digits >= 6:
-            _long_number(text, low, s, e, body, digits, cands)
-        if body[0].isdigit() and (e - s <= 5 or not body[:6].isdigit()):  # a house number may lead
+            _long_number(text, low, lead, s, e, body, digits, cands)
+        if body.count(".") >= 3:
+            _ips(text, low, s, e, cands)
+        if digits <= 6 and lead == s:  # a house number may lead the chunk
             if text[e:e + 1] in _HOUSE_NUMBER_NEXT:
-                _address_at(text, s, cands)  # "221B Baker Street", "12 Elm St"
-            if not continental and _continental_hint(text, s, e):
+                _address_at(text, low, s, e, cands)  # "221B Baker Street", "12 Elm St"
+            if not continental and _continental_hint(text, low, s, e):
                 continental = True
     return continental
 
@@ -483,51 +514,54 @@ def _count_digits(body: str) -> int:
             - body.count("(") - body.count(")") - body.count("+"))
 
 
-def _long_number(text: str, low: str, s: int, e: int, body: str, digits: int, cands: list[Candidate]) -> None:
-    """Chunks of 6+ digits: account numbers, cards, phones, SSNs, IPv4."""
-    first = s if body[0].isdigit() else s + 1
-    _account_before(text, low, s, cands)
+def _long_number(text: str, low: str, lead: int, first: int, e: int, body: str, digits: int,
+                 cands: list[Candidate]) -> None:
+    """Chunks of 6+ digits (from `first`, with a "+"/"(" prefix from `lead`): accounts, cards, phones, SSNs."""
+    _account_before(text, low, lead, cands)
     if digits >= 13:
-        _cards(text, first, e, cands)
+        _cards(text, low, first, e, cands)
     if digits >= 8:
-        _phones(text, s, e, cands)
+        _phones(text, low, lead, e, cands)
     if digits >= 9 and "-" in body:
         stop = min(len(text), e + 2)
         _add(cands, "SSN", (m.span() for m in _SSN.finditer(text, first, stop) if m.start() < e))
-    if body.count(".") >= 3:
-        stop = min(len(text), e + 2)
-        _add(cands, "IP", (m.span() for m in _IP.finditer(text, first, stop)
-                           if m.start() < e and not _operational(text, m.start())))
 
 
-def _iban_or_postcode(text: str, s: int, cands: list[Candidate]) -> None:
-    if s >= 2 and text[s - 2].isalpha():
-        _iban_at(text, s - 2, cands)
+def _ips(text: str, low: str, s: int, e: int, cands: list[Candidate]) -> None:
+    stop = min(len(text), e + 2)
+    _add(cands, "IP", (m.span() for m in _IP.finditer(text, s, stop)
+                       if m.start() < e and not _operational(low, m.start())))
+
+
+def _iban_or_postcode(text: str, s: int, cands: list[Candidate]) -> int:
+    """IBAN or UK postcode starting with the letters before the digits at `s`; returns the IBAN's end."""
+    if s >= 2 and text[s - 2:s].upper() in _IBAN_LENGTHS and (end := _iban_at(text, s - 2, cands)):
+        return end
     if "A" <= text[s - 1] <= "Z":
         _postcode_at(text, s, cands)
+    return -1
 
 
-def _continental_hint(text: str, start: int, end: int) -> bool:
+def _continental_hint(text: str, low: str, start: int, end: int) -> bool:
     """A German/French/Spanish street word or "Box" stands next to the house number text[start:end]."""
-    if start >= 2 and text[start - 1] == " ":
-        if text[start - 2] in _DE_LAST_CHARS and text[max(0, start - 24):start - 1].lower().endswith(_DE_HINTS):
-            return True  # "Hauptstraße 5", "Berliner Str. 12", "PO Box 12"
-        word = text.rfind(" ", 0, start - 1) + 1
-        if text[word].isupper():  # "Calle Mayor 5", "Piazza di Spagna 10"
-            window = text[max(0, start - 40):start]
-            if any(w in window for w in _ES_WORDS):
-                return True
-    if text[end:end + 1] != " ":
-        return False
-    if text[end + 1:end + 2].isupper():  # "12 Hauptstraße"
-        return text[end + 1:end + 40].split(None, 1)[0].rstrip(",.").lower().endswith(("straße", "strasse"))
-    return text.startswith(_FR_WORDS, end + 1)  # "12 rue de Rivoli"
+    before = text[start - 2] if start >= 2 and text[start - 1] == " " else ""
+    if before in _DE_LAST_CHARS and low.endswith(_DE_HINTS, max(0, start - 24), start - 1):
+        return True  # "Hauptstraße 5", "Berliner Str. 12", "PO Box 12"
+    if before.islower() and text[text.rfind(" ", 0, start - 1) + 1].isupper():
+        if _ES_BEFORE.search(text, max(0, start - 40), start):  # "Calle Mayor 5", "Piazza di Spagna 10"
+            return True
+    nxt = text[end + 1:end + 2] if text[end:end + 1] == " " else ""
+    if nxt.isupper():  # "12 Hauptstraße"
+        return low[end + 1:end + 40].split(None, 1)[0].rstrip(",.").endswith(("straße", "strasse"))
+    return nxt.islower() and low.startswith(_FR_WORDS, end + 1)  # "12 rue de Rivoli"
 
 
-def _iban_at(text: str, start: int, cands: list[Candidate]) -> None:
+def _iban_at(text: str, start: int, cands: list[Candidate]) -> int:
     m = _IBAN.match(text, start)
     if m and (span := _iban_span(text, start, m.end())):
         cands.append((span[0], span[1], _PRIORITY["IBAN"], "IBAN"))
+        return span[1]
+    return 0
 
 
 def _postcode_at(text: str, digit: int, cands: list[Candidate]) -> None:
@@ -537,28 +571,42 @@ def _postcode_at(text: str, digit: int, cands: list[Candidate]) -> None:
             return
 
 
-def _cards(text: str, start: int, end: int, cands: list[Candidate]) -> None:
+def _cards(text: str, low: str, start: int, end: int, cands: list[Candidate]) -> None:
     for m in _CARD.finditer(text, start, end):
-        if (span := _card_span(text, m.start(), m.end())) and not _operational(text, m.start()):
+        if (span := _card_span(text, m.start(), m.end())) and not _operational(low, m.start()):
             cands.append((span[0], span[1], _PRIORITY["CARD"], "CARD"))
 
 
-def _phones(text: str, start: int, end: int, cands: list[Candidate]) -> None:
-    """Phones starting at the chunk start or after a space/slash inside the chunk."""
+def _phones(text: str, low: str, start: int, end: int, cands: list[Candidate]) -> None:
+    """Phones starting at the chunk start, or after a space/slash in it that does not follow a digit
+    (a phone never starts inside a run of digit groups: "4111 1111 ..." is tried once)."""
     pos = start
-    while pos < end:
+    while True:
         m = _PHONE.match(text, pos)
         stop = _phone_end(m) if m else None
-        if stop is not None and not _operational(text, pos):
+        if stop is not None and not _operational(low, pos):
             cands.append((pos, stop, _PRIORITY["PHONE"], "PHONE"))
             pos = stop
+        pos = _next_phone_start(text, pos, end)
+        if pos < 0:
+            return
+
+
+def _next_phone_start(text: str, pos: int, end: int) -> int:
+    while True:
         space, slash = text.find(" ", pos, end), text.find("/", pos, end)
         if space < 0 and slash < 0:
-            return
-        pos = (space if slash < 0 or 0 <= space < slash else slash) + 1
+            return -1
+        sep = space if slash < 0 or 0 <= space < slash else slash
+        if not text[sep - 1].isdigit():
+            return sep + 1
+        pos = sep + 1
 
 
-def _address_at(text: str, start: int, cands: list[Candidate]) -> None:
+def _address_at(text: str, low: str, start: int, end: int, cands: list[Candidate]) -> None:
+    """An English street address led by the house number at `start`."""
+    if _SUFFIX_WORDS.isdisjoint(_LETTERS.findall(low, end, end + 64)[:8]):
+        return  # no street suffix in the next words: the cheap, common exit
     m = _ADDRESS.match(text, start)
     if m and not any(w.lower().strip(".'’") in _NOT_STREET for w in m.group("name").split()):
         unit = _UNIT_BEFORE.search(text, max(0, start - 24), start)
@@ -566,10 +614,14 @@ def _address_at(text: str, start: int, cands: list[Candidate]) -> None:
 
 
 def _account_before(text: str, low: str, start: int, cands: list[Candidate]) -> None:
-    """An account (or SSN) keyword within 40 chars before the number chunk at `start`: "acct# 00981234"."""
-    for hint in reversed(_NUMBER_KEYWORD.findall(low, max(0, start - 40), start)):
-        pos = low.rfind(hint, 0, start)
-        if hint in _SSN_KEYWORDS:
+    """An account (or SSN) keyword among the 3 words before the number chunk: "acct# 00981234"."""
+    lo = max(0, start - 40)
+    for word in reversed(low[lo:start].rsplit(None, 3)):
+        word = word.lstrip(_LABEL_PUNCT)
+        if not word.startswith(_NUMBER_KEYWORDS):
+            continue
+        pos = low.rfind(word, lo, start)
+        if word.startswith(("ssn", "social")):
             if m := _SSN_CONTEXT.match(text, pos):
                 cands.append((m.start("num"), m.end("num"), _PRIORITY["SSN"], "SSN"))
                 return

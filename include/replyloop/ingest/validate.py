@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 SUITE = "replyloop_messages"
 SITE = "local_site"
 ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
-# Left-over PII: the redactor's own leak check runs in the pipeline; these are the plain backstops.
-PII_BACKSTOP = [r"[\w.+-]+@[\w-]+\.[\w.]+", r"\b(?:\d[ -]?){13,19}\b"]
+# Left-over PII: the pipeline runs the redactor's own leak check (Luhn, IBAN checksums...) on every
+# message; the suite keeps a plain backstop that has no look-alikes (long digit runs do: order numbers).
+PII_BACKSTOP = [r"[\w.+-]+@[\w-]+\.[a-zA-Z]{2,}"]
 TEMPLATE_TOKENS = [r"<\|im_start\|>", r"<\|im_end\|>", r"<\|endoftext\|>"]
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from replyloop.text import strip_leading_mentions
+
 IGNORE = -100
 
 
@@ -40,11 +42,11 @@ def conversations(messages: pd.DataFrame, feedback: pd.DataFrame, split: str) ->
     for conv_id, rows in part.groupby("conversation_id", sort=True):
         turns = []
         for r in rows.itertuples():
-            turn = {"role": r.role, "text": r.text, "train": r.role == "agent"}
+            turn = {"role": r.role, "text": strip_leading_mentions(r.text), "train": r.role == "agent"}
             rating, correction = verdict.get((conv_id, r.message_id), (None, None))
             if r.role == "agent" and rating == "down":
                 if correction:
-                    turn["text"] = correction
+                    turn["text"] = strip_leading_mentions(correction)
                     stats["corrected"] += 1
                 else:
                     turn["train"] = False

@@ -10,6 +10,8 @@ from replyloop.serving.deps import ExchangesDep, ModelDep
 from replyloop.serving.feedback_sink import new_id, now_iso
 
 router = APIRouter(prefix="/v1", tags=["reply"])
+# Sent when the model produces nothing usable; the platform never posts an empty reply.
+FALLBACK_REPLY = "Thanks for reaching out! Please send us a DM so we can look into this for you."
 
 
 class Turn(BaseModel):
@@ -37,12 +39,15 @@ class ReplyResponse(BaseModel):
     message_id: str
     reply: str
     model_version: str
+    fallback: bool = Field(False, description="True when the model gave no usable text and the canned reply was sent")
 
 
 @router.post("/reply", response_model=ReplyResponse)
 async def reply(body: ReplyRequest, model: ModelDep, exchanges: ExchangesDep) -> ReplyResponse:
     turns = [t.model_dump() for t in body.messages] if body.messages else [{"role": "customer", "text": body.text}]
-    text = (await run_in_threadpool(model.generator.reply, [turns]))[0]
+    text = (await run_in_threadpool(model.generator.reply, [turns]))[0].strip()
+    fallback = not text
+    text = text or FALLBACK_REPLY
     conv_id = body.conversation_id or new_id("api")
     message_id = new_id("m")
     stamp = now_iso()
@@ -54,4 +59,5 @@ async def reply(body: ReplyRequest, model: ModelDep, exchanges: ExchangesDep) ->
             "created_at": stamp}],
     }
     exchanges.remember(conversation, message_id)
-    return ReplyResponse(conversation_id=conv_id, message_id=message_id, reply=text, model_version=model.version)
+    return ReplyResponse(conversation_id=conv_id, message_id=message_id, reply=text, model_version=model.version,
+                         fallback=fallback)

@@ -1,0 +1,55 @@
+"""The command line: help, machine-readable output, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from replyloop.cli import main
+
+
+def run(*args):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+def stdout_json(*args):
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_help_lists_every_command():
+    out = run("--help")
+    assert out.exit_code == 0
+    for cmd in ("demo-data", "ingest", "train", "evaluate", "promote", "rollback", "status", "reply", "serve",
+                "summary"):
+        assert cmd in out.output
+
+
+def test_demo_data_ingest_json_and_status_json(settings):
+    out = run("demo-data", "--per-day", "30", "--days", "1")
+    assert out.exit_code == 0 and "wrote" in out.output and "2026-11-20" not in out.output
+    manifest = stdout_json("ingest", "--json")
+    counts = manifest["counts"]
+    assert counts["raw"] == counts["curated"] + counts["quarantined"] + counts["duplicates"]
+    assert manifest["status"] == "ok" and manifest["snapshot_id"]
+    # the next demo-data call lands the next day, so the loop gets new data
+    run("demo-data", "--per-day", "30", "--days", "1")
+    second = stdout_json("ingest", "--json")
+    assert second["partitions"][0].endswith("dt=2026-11-21")
+    status = stdout_json("status", "--json")
+    assert status["snapshot"]["id"] == second["snapshot_id"]
+    assert status["champion"] is None and status["versions"] == []
+
+
+def test_errors_are_clear_and_nonzero(settings):
+    out = CliRunner().invoke(main, ["ingest", "--date", "2026-02-30"])
+    assert out.exit_code == 1 and "date='2026-02-30' is not a day" in out.output
+    out = CliRunner().invoke(main, ["train"])
+    assert out.exit_code == 1 and "no curated snapshot" in out.output
+    out = CliRunner().invoke(main, ["reply", "hi"])
+    assert out.exit_code == 1 and "no @champion version" in out.output
+    out = CliRunner().invoke(main, ["rollback"])
+    assert out.exit_code == 1 and "no champion to roll back" in out.output
