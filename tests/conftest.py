@@ -150,9 +150,11 @@ def s3_env(s3_endpoint, monkeypatch):
     return s3_endpoint
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_loop(tmp_path_factory, tiny_model_dir):
-    """One pass of the loop on the tiny model (ingest -> train -> evaluate/promote), shared by a module."""
+    """One pass of the loop on the tiny model (ingest -> train -> evaluate/promote), shared by the session.
+
+    Tests that use it may add versions and move aliases, but must leave `champion` where they found it."""
     from datetime import date
 
     from replyloop.demo_data import generate_landing

@@ -1,18 +1,46 @@
-"""Small helpers shared by the DAG files: settings with per-run overrides, logging. No heavy imports."""
+"""Small helpers shared by the DAG files: settings with per-run overrides, lake credentials. No heavy imports."""
 
 from __future__ import annotations
 
 import logging
+import os
+
+LAKE_CONN_ID = "replyloop_lake"
+
+
+def lake_credentials(conn_id: str = LAKE_CONN_ID) -> dict[str, str]:
+    """AWS settings for an s3:// lake from the Airflow connection `replyloop_lake` (type aws), if defined.
+
+    login/password are the access key pair; extra `endpoint_url` (or `service_config.s3.endpoint_url`) and
+    `region_name` point boto3 at MinIO or another S3-compatible store.
+    """
+    from airflow.sdk import Connection
+
+    try:
+        conn = Connection.get(conn_id)
+    except Exception:  # not defined: boto3 falls back to the environment and its own config chain
+        return {}
+    extra = conn.extra_dejson or {}
+    endpoint = extra.get("endpoint_url") or extra.get("service_config", {}).get("s3", {}).get("endpoint_url")
+    env = {"AWS_ACCESS_KEY_ID": conn.login, "AWS_SECRET_ACCESS_KEY": conn.password,
+           "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": extra.get("region_name")}
+    return {k: v for k, v in env.items() if v}
 
 
 def settings_for(params: dict):
-    """The package settings, with the run's Params layered on top where they are set."""
+    """The package settings, with the run's Params and the lake connection layered on top."""
     from replyloop.settings import get_settings
 
+    settings = get_settings()
     overrides = {}
     if params.get("lake_uri"):
         overrides["lake_uri"] = params["lake_uri"]
-    settings = get_settings()
+    lake = overrides.get("lake_uri") or settings.lake
+    if lake.startswith("s3://"):
+        creds = lake_credentials()
+        os.environ.update(creds)  # this task's own process: boto3 reads them when the lake opens
+        if creds.get("AWS_ENDPOINT_URL"):
+            overrides["aws_endpoint_url"] = creds["AWS_ENDPOINT_URL"]
     return settings.model_copy(update=overrides) if overrides else settings
 
 

@@ -48,10 +48,10 @@ def main(verbose: bool) -> None:
 def demo_data(start: str, days: int, per_day: int, seed: int) -> None:
     """Write a seeded sample landing dataset (JSONL, gzip, TWCS CSV, feedback) into the lake."""
     from replyloop.demo_data import generate_landing
-    from replyloop.lake import open_lake
+    from replyloop.lake import lake_for
 
     settings = get_settings()
-    lake = open_lake(settings.lake)
+    lake = lake_for(settings)
     if start is None:
         days_seen = sorted({o.key.split("dt=")[1][:10] for o in lake.list("raw/") if "dt=" in o.key})
         start = (Date.fromisoformat(days_seen[-1]) + timedelta(days=1)).isoformat() if days_seen else "2026-11-20"
@@ -83,6 +83,33 @@ def ingest(day: str | None, as_json: bool) -> None:
                f"curated={c.get('curated')} quarantined={c.get('quarantined')} duplicates={c.get('duplicates')}")
     for reason, n in (c.get("quarantined_by_reason") or {}).items():
         click.echo(f"  quarantined {reason}: {n}")
+
+
+@main.command("replay-quarantine")
+@click.option("--date", "day", required=True, help="Day of the quarantine (YYYY-MM-DD).")
+@click.option("--kind", type=click.Choice(["conversations", "twcs", "feedback"]), default="conversations",
+              show_default=True)
+@click.option("--reason", "reasons", multiple=True, help="Only records with this reason code (repeatable).")
+@click.option("--ingest/--no-ingest", default=True, show_default=True, help="Re-ingest the day afterwards.")
+def replay_quarantine_cmd(day: str, kind: str, reasons: tuple[str, ...], ingest: bool) -> None:
+    """Put (hand-fixed) quarantined records back into the landing zone and re-ingest the day."""
+    from replyloop.ingest.pipeline import IngestError, run_ingest
+    from replyloop.ingest.replay import replay_quarantine
+    from replyloop.lake import lake_for
+
+    settings = get_settings()
+    try:
+        out = replay_quarantine(lake_for(settings), day, kind, reasons=set(reasons) or None)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    click.echo(f"replayed {out['replayed']} record(s) to {out['written']} ({out['skipped']} skipped)")
+    if ingest and out["replayed"]:
+        try:
+            manifest = run_ingest(settings, date=day)
+        except IngestError as exc:
+            _fail(exc)
+        c = manifest["counts"]
+        click.echo(f"snapshot {manifest['snapshot_id']}: curated={c['curated']} quarantined={c['quarantined']}")
 
 
 @main.command()
@@ -167,10 +194,10 @@ def status(as_json: bool) -> None:
     """Where things are: lake, current snapshot, registry versions, champion and challenger."""
     from replyloop import registry
     from replyloop.ingest.pipeline import read_manifest
-    from replyloop.lake import open_lake
+    from replyloop.lake import lake_for
 
     settings = get_settings()
-    manifest = read_manifest(open_lake(settings.lake)) or {}
+    manifest = read_manifest(lake_for(settings)) or {}
     out = {"home": str(settings.home), "lake": settings.lake,
            "snapshot": {"id": manifest.get("snapshot_id"), "totals": manifest.get("totals"),
                         "counts": manifest.get("counts")},
@@ -192,10 +219,10 @@ def summary(no_reply: bool) -> None:
     """What the last loop did: data kept and quarantined, the run, the version, the gate, the champion."""
     from replyloop import registry
     from replyloop.ingest.pipeline import read_manifest
-    from replyloop.lake import open_lake
+    from replyloop.lake import lake_for
 
     settings = get_settings()
-    manifest = read_manifest(open_lake(settings.lake)) or {}
+    manifest = read_manifest(lake_for(settings)) or {}
     counts = manifest.get("counts", {})
     click.echo("\n=== replyloop: what the loop did ===")
     click.echo(f"data      snapshot {manifest.get('snapshot_id')}: raw={counts.get('raw')} curated={counts.get('curated')} "

@@ -190,10 +190,16 @@ class S3Lake:
         return f"{self.uri}/{key}"
 
 
+def lake_for(settings) -> Lake:
+    """The lake the settings name (`REPLYLOOP_LAKE_URI`, with `AWS_ENDPOINT_URL` for S3)."""
+    return open_lake(settings.lake, endpoint_url=settings.aws_endpoint_url)
+
+
 def open_lake(uri: str, **kwargs) -> Lake:
     """A lake for a local path or an `s3://` URI."""
     if uri.startswith("s3://"):
         return S3Lake(uri, **kwargs)
+    kwargs.pop("endpoint_url", None)
     if "://" in uri and not uri.startswith("file://"):
         raise LakeError(f"unsupported lake URI {uri!r}: use a local folder or s3://bucket/prefix")
     return LocalLake(uri.removeprefix("file://"))

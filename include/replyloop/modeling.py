@@ -161,13 +161,19 @@ def load_base(base: BaseModel, *, for_training: bool = False):
 
 
 class ReplyGenerator:
-    """Turns a conversation (or one customer message) into the next agent reply, greedily."""
+    """Turns a conversation (or one customer message) into the next agent reply, greedily.
+
+    Guardrail in decoding: a reply never contains '@'. The platform adds the reply mention itself, and a
+    model-made @handle would tag a stranger in public (an email address needs '@' too). Every model that
+    answers, candidate or baseline, decodes under the same rule, so the gate compares like with like.
+    """
 
     def __init__(self, model, tokenizer, *, system_prompt: str, max_new_tokens: int = 48):
         self.model = model.eval()
         self.tok = tokenizer
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
+        self.suppressed = sorted(i for t, i in tokenizer.get_vocab().items() if "@" in t)
 
     def chat(self, conversation: str | list[dict]) -> list[dict]:
         turns = [{"role": "customer", "text": conversation}] if isinstance(conversation, str) else conversation
@@ -190,6 +196,7 @@ class ReplyGenerator:
             with torch.inference_mode():
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
                                           repetition_penalty=1.1, no_repeat_ngram_size=4,
+                                          suppress_tokens=self.suppressed or None,
                                           pad_token_id=self.tok.pad_token_id)
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(self.tok.decode(row, skip_special_tokens=True).strip())

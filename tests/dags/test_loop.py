@@ -86,3 +86,29 @@ def test_missing_base_model_fails_with_the_setting_named(airflow_db, dags, setti
     with pytest.raises(BaseModelError, match=r"REPLYLOOP_BASE_MODEL='/nowhere/model': no such folder"):
         train(load_train_config(max_steps=1), get_settings())
     assert demo_lake.exists("curated/conversations/CURRENT"), "the curated snapshot is untouched"
+
+
+def test_ingest_dag_reads_an_s3_lake_through_the_airflow_connection(airflow_db, dags, settings, s3_endpoint,
+                                                                     monkeypatch):
+    """Only the Airflow connection `replyloop_lake` says where the S3 endpoint is and which keys to use."""
+    import json
+    from datetime import date
+
+    import boto3
+
+    from replyloop.demo_data import generate_landing
+    from replyloop.lake import open_lake
+
+    for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    admin = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="k", aws_secret_access_key="s")
+    admin.create_bucket(Bucket="conn-lake")
+    lake = open_lake("s3://conn-lake/landing", client=admin)
+    generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=30)
+    monkeypatch.setenv("AIRFLOW_CONN_REPLYLOOP_LAKE", json.dumps({
+        "conn_type": "aws", "login": "k", "password": "s",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}))
+    run = dags["ingest_conversations"].test(run_conf={"lake_uri": "s3://conn-lake/landing"})
+    assert _states(run) == {"ingest": "success"}
+    assert lake.exists("curated/conversations/CURRENT")

@@ -244,3 +244,27 @@ def test_snapshot_is_parquet_with_contract_schema(settings, demo_lake):
     stored = json.loads(demo_lake.read_bytes(f"curated/conversations/{manifest['snapshot_id']}/manifest.json"))
     assert stored["counts"] == manifest["counts"]
     assert isinstance(pd.Timestamp(stored["created_at"]), pd.Timestamp)
+
+
+def test_quarantine_can_be_replayed_after_a_hand_fix(settings, lake):
+    from replyloop.ingest.replay import replay_quarantine
+
+    lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl",
+                     jsonl(*(conv(f"ok-{i}", customer=f"Parcel {i} to Leeds is late") for i in range(5)),
+                           {**conv("fixme"), "messages": [{**conv("fixme")["messages"][0], "role": "bot"},
+                                                          conv("fixme")["messages"][1]]}))
+    first = run_ingest(settings, lake=lake, now=NOW)
+    assert first["counts"]["quarantined_by_reason"] == {"unknown_role": 1}
+    # a data engineer fixes the record in the quarantine file, then replays it
+    key = f"quarantine/dt={DAY}/conversations.jsonl"
+    [q] = quarantine(lake)
+    q["raw"]["messages"][0]["role"] = "customer"
+    lake.write_bytes(key, (json.dumps(q) + "\n").encode())
+    out = replay_quarantine(lake, DAY, "conversations")
+    assert out["replayed"] == 1 and "replay-" in out["written"]
+    second = run_ingest(settings, lake=lake, date=DAY, now=NOW)
+    assert_accounted(second)
+    assert second["counts"]["curated"] == 6 and second["counts"]["quarantined"] == 1, "the original stays bad"
+    assert "fixme" in set(read_snapshot(lake)[1]["conversation_id"])
+    with pytest.raises(FileNotFoundError, match="no quarantine for twcs on 2026-11-22"):
+        replay_quarantine(lake, DAY, "twcs")

@@ -17,7 +17,7 @@ from replyloop import registry, resources
 from replyloop.evaluation import metrics
 from replyloop.evaluation.gate import GateConfig, decide
 from replyloop.ingest.pipeline import read_snapshot
-from replyloop.lake import open_lake
+from replyloop.lake import lake_for
 from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
 from replyloop.reports import comparison_png, gate_report_html
 from replyloop.settings import Settings, get_settings
@@ -75,7 +75,7 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
     champion = registry.alias_version(settings, registry.CHAMPION)
     baseline_name = f"champion v{champion}" if champion and champion != version else "base model"
 
-    snap_id, messages, feedback = read_snapshot(open_lake(settings.lake), tags.get("replyloop.snapshot_id"))
+    snap_id, messages, feedback = read_snapshot(lake_for(settings), tags.get("replyloop.snapshot_id"))
     eval_convs, _ = conversations(messages, feedback, "eval")
     sets = {
         "heldout": prompts_and_references(eval_convs, max_prompts),

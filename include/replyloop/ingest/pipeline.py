@@ -33,7 +33,7 @@ from replyloop.ingest.pii import PiiRedactor, find_leaks
 from replyloop.ingest.readers import TWCS_COLUMNS, RawRecord, Rejection, read_jsonl, read_twcs_csv
 from replyloop.ingest.twcs import build_threads
 from replyloop.ingest.validate import validate_messages
-from replyloop.lake import Lake, open_lake
+from replyloop.lake import Lake, lake_for
 from replyloop.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     quarantine rate out of bounds); the CURRENT snapshot is left as it was.
     """
     settings = settings or get_settings()
-    lake = lake or open_lake(settings.lake)
+    lake = lake or lake_for(settings)
     now = now or datetime.now(UTC)
     if date:
         try:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from replyloop.lake import open_lake
+from replyloop.lake import lake_for
 from replyloop.serving.feedback_sink import ExchangeLog
 from replyloop.serving.model_store import ModelStore, NoModelError
 from replyloop.serving.routes import feedback, health, reply
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, store: ModelStore | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.store = store or ModelStore(settings, alias=settings.serve_alias)
-        app.state.lake = open_lake(settings.lake)
+        app.state.lake = lake_for(settings)
         app.state.exchanges = ExchangeLog()
         try:
             await asyncio.to_thread(app.state.store.load)

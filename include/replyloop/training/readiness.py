@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from replyloop import registry
 from replyloop.ingest.pipeline import read_snapshot
-from replyloop.lake import open_lake
+from replyloop.lake import lake_for
 from replyloop.settings import Settings
 
 
 def new_data_since_last_training(settings: Settings, *, snapshot_id: str | None = None) -> dict:
     """Counts conversations of the snapshot that the newest registered version was not trained on."""
-    lake = open_lake(settings.lake)
+    lake = lake_for(settings)
     snap_id, messages, _ = read_snapshot(lake, snapshot_id)
     if snap_id is None:
         return {"ready": False, "new_conversations": 0, "message": "no curated snapshot yet: nothing to train on"}
