@@ -25,9 +25,6 @@ class ReplyAssistant(mlflow.pyfunc.PythonModel):
         self.generator = ReplyGenerator(model, tok, system_prompt=cfg["system_prompt"],
                                         max_new_tokens=int(cfg.get("max_new_tokens", settings.max_new_tokens)))
 
-    def predict(self, context, model_input, params=None):
-        if hasattr(model_input, "to_dict"):  # a DataFrame with a "text" column
-            model_input = list(model_input["text"])
-        if isinstance(model_input, str):
-            model_input = [model_input]
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
+        """Customer messages in, agent replies out (one each)."""
         return self.generator.reply(list(model_input))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import warnings
 from datetime import date as Date
 from datetime import timedelta
 
@@ -14,6 +16,10 @@ from replyloop.settings import get_settings
 
 
 def _setup_logging(verbose: bool) -> None:
+    if not verbose:  # library deprecation chatter is for developers, not for people running the loop
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(mlflow|transformers|peft)\b.*")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("great_expectations", "urllib3", "botocore", "alembic", "mlflow.store", "httpx"):

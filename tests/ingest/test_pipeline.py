@@ -134,6 +134,13 @@ def test_truncated_gzip_keeps_what_was_read_and_quarantines_the_rest(settings, l
     assert "cut.jsonl.gz" in line["message"] and "cannot read past line" in line["message"]
 
 
+def test_empty_partition_stops_the_run_naming_the_file(settings, lake):
+    lake.write_bytes(f"raw/conversations/dt={DAY}/empty.jsonl", b"")
+    with pytest.raises(IngestError, match=r"hold no records: .*dt=2026-11-22/empty.jsonl is empty"):
+        run_ingest(settings, lake=lake, now=NOW)
+    assert not lake.exists(CURRENT_KEY)
+
+
 def test_empty_file_is_reported_not_lost(settings, lake):
     lake.write_bytes(f"raw/conversations/dt={DAY}/good.jsonl", jsonl(conv("c-1")))
     lake.write_bytes(f"raw/conversations/dt={DAY}/empty.jsonl", b"")

@@ -30,7 +30,7 @@ from replyloop.contract import (CURATED_PREFIX, CURRENT_KEY, FEEDBACK_SCHEMA, ME
 from replyloop.ingest.dedup import ContaminationGuard, Deduplicator, content_hash
 from replyloop.ingest.normalize import RecordError, check_conversation, normalize_conversation, normalize_feedback
 from replyloop.ingest.pii import PiiRedactor, find_leaks
-from replyloop.ingest.readers import TWCS_COLUMNS, RawRecord, Rejection, read_jsonl, read_twcs_csv
+from replyloop.ingest.readers import TWCS_COLUMNS, RawRecord, Rejection, csv_header, read_jsonl, read_twcs_csv
 from replyloop.ingest.twcs import build_threads
 from replyloop.ingest.validate import validate_messages
 from replyloop.lake import Lake, lake_for
@@ -185,10 +185,9 @@ def _read_partition(lake: Lake, part: Partition, curator: _Curator, batch: Batch
     for key in sorted(part.keys):
         n = 0
         if part.kind == "twcs":
-            header = lake.read_bytes(key)[:4096] if key.endswith(".csv") else b""
-            first = header.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",") if header else None
-            if first is not None and first != [""] and not set(TWCS_COLUMNS) <= set(first):
-                missing = sorted(set(TWCS_COLUMNS) - set(first))
+            header = csv_header(lake, key)
+            if header is not None and not set(TWCS_COLUMNS) <= {h.strip() for h in header}:
+                missing = sorted(set(TWCS_COLUMNS) - {h.strip() for h in header})
                 raise IngestError(f"schema change in {lake.url(key)}: missing column(s) {', '.join(missing)}; "
                                   f"expected {','.join(TWCS_COLUMNS)}")
             items = read_twcs_csv(lake, key)
@@ -305,6 +304,10 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     for part in parts:
         _read_partition(lake, part, curator, batch)
     by_name = {p.name: p for p in parts}
+    if batch.counts["raw"] + batch.feedback_counts["raw"] == 0:
+        raise IngestError(f"landing partition(s) {', '.join(sorted(rerun))} hold no records: "
+                          f"{', '.join(lake.url(k) for k in batch.empty_files)} "
+                          f"{'is' if len(batch.empty_files) == 1 else 'are'} empty. CURRENT was not changed.")
 
     # Great Expectations over the new message rows; failing rows quarantine their whole conversation.
     new_msgs = pd.DataFrame(batch.rows, columns=MESSAGE_SCHEMA.names)

@@ -93,6 +93,20 @@ def read_jsonl(lake: Lake, key: str) -> Iterator[RawRecord | Rejection]:
         yield RawRecord(obj, key, line_no)
 
 
+def csv_header(lake: Lake, key: str) -> list[str] | None:
+    """The header row of a (possibly gzipped) CSV file, read from the first line only; None if empty."""
+    raw, stream = _binary_stream(lake, key)
+    try:
+        first = stream.readline(1 << 16)
+    except (EOFError, OSError, zlib.error):
+        return None
+    finally:
+        raw.close()
+    if not first.strip():
+        return None
+    return next(csv.reader([first.decode("utf-8", "replace")]), None)
+
+
 def read_twcs_csv(lake: Lake, key: str) -> Iterator[RawRecord | Rejection]:
     """Rows of a TWCS export ("Customer Support on Twitter" layout); one RawRecord per tweet."""
     raw, stream = _binary_stream(lake, key)
