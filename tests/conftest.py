@@ -118,11 +118,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """A real S3-compatible server (moto's server mode) over HTTP on loopback, for boto3."""
+def _moto_server(extra_env: dict | None = None):
     port = _free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **(extra_env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -136,6 +134,22 @@ def s3_endpoint():
     else:
         proc.kill()
         pytest.fail("moto server did not start on loopback within 30 s")
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-compatible server (moto's server mode) over HTTP on loopback, for boto3."""
+    proc, url = _moto_server()
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_auth_endpoint():
+    """A moto server that enforces IAM after its first 3 actions (bucket, user, access key)."""
+    proc, url = _moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
     yield url
     proc.terminate()
     proc.wait(timeout=10)

@@ -77,18 +77,20 @@ def test_missing_prefix_on_a_requested_day(settings, bucket):
         run_ingest(settings, lake=lake, date="2026-11-20")
 
 
-def test_access_denied_is_a_clear_error(s3_env, bucket, monkeypatch):
-    """A bucket policy that denies everything: the error says access denied and where."""
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                                                      "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
-    boto3.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-    lake = open_lake(f"s3://{bucket}/p")
-    try:
-        lake.list("raw/")
-    except LakeError as exc:
-        assert "access denied" in str(exc) and f"s3://{bucket}/p/raw/" in str(exc)
-    else:
-        pytest.skip("this moto server does not enforce bucket policies")
+def test_access_denied_is_a_clear_error(settings, s3_auth_endpoint, monkeypatch):
+    """A principal without S3 permissions: the run stops saying access denied and where."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    root = dict(endpoint_url=s3_auth_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
+    boto3.client("s3", **root).create_bucket(Bucket="locked")
+    iam = boto3.client("iam", **root)
+    iam.create_user(UserName="nobody")
+    key = iam.create_access_key(UserName="nobody")["AccessKey"]
+    client = boto3.client("s3", endpoint_url=s3_auth_endpoint, aws_access_key_id=key["AccessKeyId"],
+                          aws_secret_access_key=key["SecretAccessKey"])
+    lake = open_lake("s3://locked/landing", client=client)
+    with pytest.raises(LakeError, match=r"cannot access s3://locked/landing/.*: access denied: check the "
+                                        r"credentials and the bucket policy \(AccessDenied\)"):
+        run_ingest(settings, lake=lake)
 
 
 def test_unsupported_scheme():
