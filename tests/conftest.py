@@ -26,6 +26,7 @@ os.environ.update({
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION / 'airflow' / 'airflow.db'}",
     "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false", "GX_ANALYTICS_ENABLED": "False", "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
+    "TQDM_DISABLE": "1",
 })
 for var in ("MLFLOW_TRACKING_URI", "REPLYLOOP_LAKE_URI", "AWS_ENDPOINT_URL", "REPLYLOOP_BASE_MODEL"):
     os.environ.pop(var, None)

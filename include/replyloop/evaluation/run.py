@@ -144,6 +144,8 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
               "champion": registry.alias_version(settings, registry.CHAMPION),
               "candidate_metrics": cand_m, "baseline_metrics": base_m,
               "sample": {"prompt": samples[0]["prompt"], "reply": samples[0][f"candidate v{version}"]} if samples else None}
-    log.info("gate for v%s: %s (%s); champion is v%s", version, status.upper(), "; ".join(decision["reasons"]),
-             result["champion"])
+    after = (f"champion is now v{promoted}" if promoted else
+             f"challenger is v{version}; promotion is left to the caller" if decision["passed"] and not promote else
+             f"champion stays {'v' + str(result['champion']) if result['champion'] else 'unset'}")
+    log.info("gate for v%s: %s (%s); %s", version, status.upper(), "; ".join(decision["reasons"]), after)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 
 from datasketch import MinHash, MinHashLSH
 
@@ -34,8 +35,16 @@ def _shingles(text: str, k: int = 3) -> set[bytes]:
     return {" ".join(words[i : i + k]).encode() for i in range(len(words) - k + 1)}
 
 
+def _crc32(data: bytes) -> int:
+    return zlib.crc32(data)  # stable across processes (unlike hash()), and cheaper than datasketch's sha1
+
+
+_TEMPLATE = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=_crc32)  # permutations derived once, not per sketch
+
+
 def minhash(text: str) -> MinHash:
-    mh = MinHash(num_perm=NUM_PERM, seed=1)
+    mh = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=_crc32, permutations=_TEMPLATE.permutations,
+                 scheme=_TEMPLATE.scheme)
     mh.update_batch(list(_shingles(text)))
     return mh
 
@@ -72,13 +81,20 @@ class Deduplicator:
 
 
 class ContaminationGuard:
-    """Flags conversations whose customer text matches (or nearly matches) an evaluation prompt."""
+    """Flags conversations whose customer text matches (or nearly matches) an evaluation prompt.
+
+    Exact: the same words. Near: a customer message of 5+ words containing at least `threshold` of a
+    protected prompt's word 3-shingles (an inverted index over the shingles: a few set look-ups a message).
+    """
 
     def __init__(self, prompts: list[str], threshold: float = 0.8):
         self.exact = {_key(p) for p in prompts}
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self.threshold = threshold
+        self.sizes = [len(_shingles(p)) for p in prompts]
+        self.index: dict[bytes, list[int]] = {}
         for i, p in enumerate(prompts):
-            self.lsh.insert(f"p{i}", minhash(p))
+            for sh in _shingles(p):
+                self.index.setdefault(sh, []).append(i)
 
     def hit(self, conv: dict) -> str | None:
         for m in conv["messages"]:
@@ -86,7 +102,14 @@ class ContaminationGuard:
                 continue
             if _key(m["text"]) in self.exact:
                 return m["text"]
-            if len(_WORD.findall(m["text"])) >= 5 and self.lsh.query(minhash(m["text"])):
+            shingles = _shingles(m["text"])
+            if len(shingles) < 3:
+                continue
+            counts: dict[int, int] = {}
+            for sh in shingles:
+                for i in self.index.get(sh, ()):
+                    counts[i] = counts.get(i, 0) + 1
+            if any(n >= self.threshold * self.sizes[i] for i, n in counts.items()):
                 return m["text"]
         return None
 
