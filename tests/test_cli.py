@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 
 from click.testing import CliRunner
 
@@ -30,7 +31,7 @@ def test_help_lists_every_command():
 
 def test_demo_data_ingest_json_and_status_json(settings):
     out = run("demo-data", "--per-day", "30", "--days", "1")
-    assert out.exit_code == 0 and "wrote" in out.output and "2026-11-20" not in out.output
+    assert out.exit_code == 0 and "wrote" in out.output
     manifest = stdout_json("ingest", "--json")
     counts = manifest["counts"]
     assert counts["raw"] == counts["curated"] + counts["quarantined"] + counts["duplicates"]
@@ -38,10 +39,19 @@ def test_demo_data_ingest_json_and_status_json(settings):
     # the next demo-data call lands the next day, so the loop gets new data
     run("demo-data", "--per-day", "30", "--days", "1")
     second = stdout_json("ingest", "--json")
-    assert second["partitions"][0].endswith("dt=2026-11-21")
+    first_day = date.fromisoformat(manifest["partitions"][0].rsplit("=", 1)[1])
+    assert first_day == date.today() - timedelta(days=30)
+    assert second["partitions"][0].endswith(f"dt={first_day + timedelta(days=1)}")
     status = stdout_json("status", "--json")
     assert status["snapshot"]["id"] == second["snapshot_id"]
     assert status["champion"] is None and status["versions"] == []
+
+
+def test_demo_data_never_lands_in_the_future(settings):
+    recent = (date.today() - timedelta(days=1)).isoformat()
+    assert run("demo-data", "--start", recent, "--days", "1", "--per-day", "5").exit_code == 0
+    out = CliRunner().invoke(main, ["demo-data"])
+    assert out.exit_code == 1 and "caught up with today" in out.output
 
 
 def test_errors_are_clear_and_nonzero(settings):

@@ -47,21 +47,29 @@ def main(verbose: bool) -> None:
 
 @main.command("demo-data")
 @click.option("--start", "start", default=None,
-              help="First day (YYYY-MM-DD); default: the day after the newest landing partition, or 2026-11-20.")
+              help="First day (YYYY-MM-DD); default: the day after the newest landing partition, "
+                   "or 30 days ago for an empty lake.")
 @click.option("--days", default=2, show_default=True)
 @click.option("--per-day", default=120, show_default=True, help="Canonical conversations per day.")
 @click.option("--seed", default=7, show_default=True)
-def demo_data(start: str, days: int, per_day: int, seed: int) -> None:
+def demo_data(start: str | None, days: int, per_day: int, seed: int) -> None:
     """Write a seeded sample landing dataset (JSONL, gzip, TWCS CSV, feedback) into the lake."""
     from replyloop.demo_data import generate_landing
     from replyloop.lake import lake_for
 
     settings = get_settings()
     lake = lake_for(settings)
+    latest = Date.today() - timedelta(days=days)  # whole days in the past: no record is "from the future"
     if start is None:
         days_seen = sorted({o.key.split("dt=")[1][:10] for o in lake.list("raw/") if "dt=" in o.key})
-        start = (Date.fromisoformat(days_seen[-1]) + timedelta(days=1)).isoformat() if days_seen else "2026-11-20"
-        seed += len(days_seen)  # a new day brings new conversations
+        if days_seen:
+            start = (Date.fromisoformat(days_seen[-1]) + timedelta(days=1)).isoformat()
+            seed += len(days_seen)  # a new day brings new conversations
+        else:
+            start = (Date.today() - timedelta(days=30)).isoformat()
+        if Date.fromisoformat(start) > latest:
+            _fail(ValueError(f"the sample data has caught up with today (next day would be {start}); "
+                             f"pass --start YYYY-MM-DD or start from an empty lake (make clean)"))
     summary = generate_landing(lake.write_bytes, start_date=Date.fromisoformat(start), days=days,
                                conversations_per_day=per_day, seed=seed, brand=settings.brand_handle)
     click.echo(f"wrote {len(summary['files'])} files to {lake.uri}: {summary['conversations']} conversations, "

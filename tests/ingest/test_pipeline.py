@@ -275,3 +275,12 @@ def test_quarantine_can_be_replayed_after_a_hand_fix(settings, lake):
     assert "fixme" in set(read_snapshot(lake)[1]["conversation_id"])
     with pytest.raises(FileNotFoundError, match="no quarantine for twcs on 2026-11-22"):
         replay_quarantine(lake, DAY, "twcs")
+
+
+def test_todays_partition_is_left_open_by_incremental_runs(settings, lake):
+    lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl", jsonl(conv("c-1")))
+    lake.write_bytes("raw/conversations/dt=2026-11-23/a.jsonl", jsonl(conv("c-2", customer="My refund is late")))
+    manifest = run_ingest(settings, lake=lake, now=NOW)
+    assert manifest["partitions"] == [f"conversations/dt={DAY}"]
+    later = run_ingest(settings, lake=lake, now=datetime(2026, 11, 24, 2, tzinfo=UTC))
+    assert later["partitions"] == ["conversations/dt=2026-11-23"] and later["totals"]["conversations"] == 2

@@ -44,7 +44,9 @@ def test_reply_and_feedback_flow_into_the_lake(client, tiny_loop):
     event = json.loads(stored)
     assert event["rating"] == "down" and event["model_version"] == body["model_version"]
     # the next ingestion takes both the exchange and its feedback; PII is redacted on the way in
-    manifest = run_ingest(settings, lake=lake)
+    today = event["created_at"][:10]
+    assert run_ingest(settings, lake=lake)["status"] == "no_new_data", "today's partition is still open"
+    manifest = run_ingest(settings, lake=lake, date=today)
     assert manifest["feedback_counts"]["curated"] == 1
     from replyloop.ingest.pipeline import read_snapshot
 

@@ -84,8 +84,10 @@ class Batch:
 
 # -- discovery ---------------------------------------------------------------------------------------
 
-def discover(lake: Lake, *, date: str | None, done: set[str]) -> list[Partition]:
-    """Partitions to read: all not yet ingested, or only `date` (re-read even if ingested)."""
+def discover(lake: Lake, *, date: str | None, done: set[str], today: str = "9999-12-31") -> list[Partition]:
+    """Partitions to read: closed days (before `today`) not yet ingested, or only `date` (re-read even if
+    ingested). Today's partition is still being written (the API lands feedback all day), so an
+    incremental run leaves it for the next night."""
     parts: dict[tuple[str, str], Partition] = {}
     for kind, prefix in RAW_PREFIXES.items():
         listing = lake.list(f"{prefix}/dt={date}/" if date else f"{prefix}/")
@@ -96,7 +98,7 @@ def discover(lake: Lake, *, date: str | None, done: set[str]) -> list[Partition]
             part = parts.setdefault((kind, m.group(1)), Partition(kind, m.group(1), [], {}))
             part.keys.append(obj.key)
             part.etags[obj.key] = obj.etag
-    chosen = [p for p in parts.values() if date or p.name not in done]
+    chosen = [p for p in parts.values() if date or (p.name not in done and p.dt < today)]
     return sorted(chosen, key=lambda p: (p.dt, list(RAW_PREFIXES).index(p.kind)))
 
 
@@ -284,7 +286,7 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
         except ValueError:
             raise IngestError(f"date={date!r} is not a day (expected YYYY-MM-DD)") from None
     state = _ingested(lake)
-    parts = discover(lake, date=date, done=set(state))
+    parts = discover(lake, date=date, done=set(state), today=now.strftime("%Y-%m-%d"))
     if date and not parts:
         prefixes = ", ".join(lake.url(f"{p}/dt={date}/") for p in RAW_PREFIXES.values())
         raise IngestError(f"no landing data for dt={date}: nothing under {prefixes}")
