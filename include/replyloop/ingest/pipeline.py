@@ -191,8 +191,8 @@ def _read_partition(lake: Lake, part: Partition, curator: _Curator, batch: Batch
         n = 0
         if part.kind == "twcs":
             header = csv_header(lake, key)
-            if header is not None and not set(TWCS_COLUMNS) <= {h.strip() for h in header}:
-                missing = sorted(set(TWCS_COLUMNS) - {h.strip() for h in header})
+            missing = sorted(set(TWCS_COLUMNS) - {h.strip() for h in header}) if header is not None else []
+            if missing:
                 raise IngestError(f"schema change in {lake.url(key)}: missing column(s) {', '.join(missing)}; "
                                   f"expected {','.join(TWCS_COLUMNS)}")
             items = read_twcs_csv(lake, key)
