@@ -46,7 +46,7 @@ def finetune_lora():
         print(report["message"])
         return bool(params.get("force")) or report["ready"]
 
-    @task(queue="gpu", pool="gpu", outlets=[CANDIDATE_MODEL], retries=2)
+    @task(queue="gpu", pool="gpu", outlets=[CANDIDATE_MODEL])
     def train(params=None, outlet_events=None) -> dict:
         from common.runtime import quiet_libraries, settings_for
         from replyloop.training.config import load_train_config

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import shutil
 import time
@@ -202,6 +201,3 @@ class ReplyGenerator:
                 out.append(self.tok.decode(row, skip_special_tokens=True).strip())
         return out
 
-
-def save_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str))

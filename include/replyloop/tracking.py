@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import subprocess
 
 from replyloop.settings import REPO_ROOT, Settings
-
-log = logging.getLogger(__name__)
 
 
 def configure(settings: Settings) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from replyloop import registry
-from replyloop.settings import get_settings
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 pytestmark = pytest.mark.slow
@@ -72,20 +71,6 @@ def test_nightly_loop_with_dag_test(airflow_db, dags, tiny_settings, demo_lake):
 def test_bad_params_are_refused(airflow_db, dags, tiny_settings):
     with pytest.raises(Exception, match="max_steps|-3|minimum"):
         dags["finetune_lora"].test(run_conf={"max_steps": -3})
-
-
-def test_missing_base_model_fails_with_the_setting_named(airflow_db, dags, settings, demo_lake, monkeypatch):
-    from replyloop.ingest.pipeline import run_ingest
-    from replyloop.modeling import BaseModelError
-    from replyloop.training.config import load_train_config
-    from replyloop.training.train import train
-
-    run_ingest(settings, lake=demo_lake)
-    monkeypatch.setenv("REPLYLOOP_BASE_MODEL", "/nowhere/model")
-    get_settings.cache_clear()
-    with pytest.raises(BaseModelError, match=r"REPLYLOOP_BASE_MODEL='/nowhere/model': no such folder"):
-        train(load_train_config(max_steps=1), get_settings())
-    assert demo_lake.exists("curated/conversations/CURRENT"), "the curated snapshot is untouched"
 
 
 def test_ingest_dag_reads_an_s3_lake_through_the_airflow_connection(airflow_db, dags, settings, s3_endpoint,

@@ -76,7 +76,7 @@ def test_rerunning_a_day_is_idempotent_and_incremental(settings, demo_lake):
 
 
 def test_a_new_day_extends_the_snapshot(settings, lake):
-    lake.write_bytes(f"raw/conversations/dt=2026-11-21/a.jsonl", jsonl(conv("c-1")))
+    lake.write_bytes("raw/conversations/dt=2026-11-21/a.jsonl", jsonl(conv("c-1")))
     first = run_ingest(settings, lake=lake, now=NOW)
     lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl", jsonl(conv("c-2", customer="My refund is late")))
     second = run_ingest(settings, lake=lake, now=NOW)
@@ -200,7 +200,7 @@ def test_csv_missing_columns_is_a_schema_change(settings, lake):
 
 
 def test_high_quarantine_rate_fails_and_keeps_current(settings, lake):
-    lake.write_bytes(f"raw/conversations/dt=2026-11-21/a.jsonl", jsonl(conv("c-1")))
+    lake.write_bytes("raw/conversations/dt=2026-11-21/a.jsonl", jsonl(conv("c-1")))
     before = run_ingest(settings, lake=lake, now=NOW)["snapshot_id"]
     lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl", jsonl(conv("c-2"), *["{broken"] * 5))
     with pytest.raises(IngestError, match=r"quarantine rate 83% is above the limit 25%.*malformed_json=5"):

@@ -372,7 +372,7 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     feedback = pd.concat([keep_fb, pd.DataFrame(fb_rows, columns=FEEDBACK_SCHEMA.names)], ignore_index=True
                          ).sort_values("event_id", kind="stable").reset_index(drop=True)
     msg_table, fb_table = _table(messages, MESSAGE_SCHEMA), _table(feedback, FEEDBACK_SCHEMA)
-    snapshot_id = _hash_frames(msg_table.to_pandas(), fb_table.to_pandas())
+    snapshot_id = _hash_frames(messages[MESSAGE_SCHEMA.names], feedback[FEEDBACK_SCHEMA.names])
     manifest = {
         "snapshot_id": snapshot_id,
         "schema_version": SCHEMA_VERSION,
