@@ -4,7 +4,9 @@ For each size (messages), the script writes generated canonical conversations as
 into a fresh local lake, then runs in a child process (so peak RSS is that run's alone):
   - replyloop: the full `run_ingest` (normalise, redact, dedup, contamination guard, GX, snapshot);
   - baseline:  the floor any pipeline pays: read + gunzip + json.loads + one Parquet write, nothing else.
-It prints messages/s, peak RSS and the ratio of the two, and how cost grows with size.
+It prints messages/s, peak RSS and the ratio of the two, and how cost grows with size. Peak RSS is that
+of the whole process tree (the run and its worker processes, sampled every 20 ms with psutil, and never
+less than the run's own ru_maxrss), so parallel ingestion cannot hide memory in its workers.
 
     python bench/ingest.py                  # 100k and 1M messages
     python bench/ingest.py --sizes 20000    # quick look
@@ -52,8 +54,42 @@ def write_lake(root: Path, messages: int) -> int:
     return written
 
 
+class TreeRss:
+    """Peak resident memory of this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, every: float = 0.02):
+        import threading
+
+        import psutil
+
+        self.proc, self.every, self.peak = psutil.Process(), every, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self.done.is_set():
+            total = 0
+            for p in [self.proc, *self.proc.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:  # a worker that just exited
+                    pass
+            self.peak = max(self.peak, total)
+            self.done.wait(self.every)
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return max(self.peak, own) / 2**20
+
+
 def child(mode: str, lake: str) -> None:
     """Runs in a subprocess; prints one JSON line with seconds and peak RSS."""
+    rss = TreeRss()
     started = time.perf_counter()
     if mode == "replyloop":
         import logging
@@ -83,7 +119,7 @@ def child(mode: str, lake: str) -> None:
         pq.write_table(pa.table(rows), Path(lake).parent / "baseline.parquet")
         extra = {}
     secs = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = rss.stop()
     print(json.dumps({"seconds": secs, "peak_rss_mb": peak_mb, **extra}))
 
 

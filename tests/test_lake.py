@@ -50,19 +50,37 @@ def test_s3_lake(bucket):
     assert {o["Key"] for o in raw} == {"some/prefix/raw/a/dt=2026-11-21/y.jsonl"}
 
 
-def test_ingest_from_s3(settings, bucket):
+def test_ingest_from_s3(settings, bucket, tmp_path):
+    """Worker processes re-open the S3 lake from its URI (credentials from the environment); the
+    snapshot is the one a single process makes of the same files in a local folder."""
     from datetime import date
 
     from replyloop.demo_data import generate_landing
 
     lake = open_lake(f"s3://{bucket}/landing")
     generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=40)
-    manifest = run_ingest(settings, lake=lake, now=datetime(2026, 11, 23, tzinfo=UTC))
+    local = LocalLake(tmp_path / "local")
+    generate_landing(local.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=40)
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    manifest = run_ingest(settings.model_copy(update={"ingest_workers": 2}), lake=lake, now=now)
     c = manifest["counts"]
     assert c["raw"] == c["curated"] + c["quarantined"] + c["duplicates"] and c["curated"] > 30
     assert lake.exists(f"curated/conversations/{manifest['snapshot_id']}/messages.parquet")
     assert json.loads(lake.read_bytes(f"curated/conversations/{manifest['snapshot_id']}/manifest.json"))["lake"] \
         == f"s3://{bucket}/landing"
+    single = run_ingest(settings.model_copy(update={"ingest_workers": 1}), lake=local, now=now)
+    assert single["snapshot_id"] == manifest["snapshot_id"] and single["counts"] == manifest["counts"]
+
+
+def test_s3_lake_travels_to_worker_processes_only_when_it_can_be_reopened(s3_env):
+    import pickle
+
+    lake = pickle.loads(pickle.dumps(open_lake("s3://some-bucket/prefix")))
+    assert isinstance(lake, S3Lake) and lake.uri == "s3://some-bucket/prefix" and lake.endpoint_url == s3_env
+    bound = open_lake("s3://some-bucket/prefix", client=boto3.client("s3"))
+    assert not bound.portable
+    with pytest.raises(TypeError, match="built around a client object"):
+        pickle.dumps(bound)
 
 
 def test_missing_bucket_is_a_clear_error(settings, s3_env):

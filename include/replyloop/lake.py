@@ -124,8 +124,16 @@ class S3Lake:
         self.uri = uri.rstrip("/")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-        self.client = client or boto3.client("s3", endpoint_url=endpoint)
+        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        # A lake built from a URI can be re-opened in a worker process (credentials come from the
+        # environment there too); one built around a given client cannot.
+        self.portable = client is None
+        self.client = client or boto3.client("s3", endpoint_url=self.endpoint_url)
+
+    def __reduce__(self):
+        if not self.portable:
+            raise TypeError(f"{self.uri}: an S3 lake built around a client object cannot be sent to another process")
+        return _reopen_s3, (self.uri, self.endpoint_url)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -188,6 +196,10 @@ class S3Lake:
 
     def url(self, key: str) -> str:
         return f"{self.uri}/{key}"
+
+
+def _reopen_s3(uri: str, endpoint_url: str | None) -> S3Lake:
+    return S3Lake(uri, endpoint_url=endpoint_url)
 
 
 def lake_for(settings) -> Lake:

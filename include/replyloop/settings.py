@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_quarantine_rate: float = Field(0.25, description="A batch above this quarantine rate fails the run")
     volume_factor: float = Field(10.0, description="Fail when a batch is this many times off the recent average")
     max_message_chars: int = 4000
+    ingest_workers: int = Field(0, ge=0, description="Ingestion worker processes; 0 = one per core for large "
+                                                      "batches, in-process for small ones")
     # training
     min_new_conversations: int = Field(20, description="Nightly training runs only with this many new ones")
     train_config: Path | None = Field(None, description="YAML file with TrainConfig overrides")

@@ -13,6 +13,7 @@ import pytest
 
 from replyloop.contract import CURRENT_KEY
 from replyloop.ingest.pipeline import IngestError, read_manifest, read_snapshot, run_ingest
+from replyloop.lake import LocalLake
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DAY = "2026-11-22"
@@ -284,3 +285,41 @@ def test_todays_partition_is_left_open_by_incremental_runs(settings, lake):
     assert manifest["partitions"] == [f"conversations/dt={DAY}"]
     later = run_ingest(settings, lake=lake, now=datetime(2026, 11, 24, 2, tzinfo=UTC))
     assert later["partitions"] == ["conversations/dt=2026-11-23"] and later["totals"]["conversations"] == 2
+
+
+def test_worker_processes_give_the_same_snapshot_as_one_process(settings, demo_lake, tmp_path):
+    """Files are curated in parallel, merged in file order: the outcome cannot depend on the workers."""
+    import shutil
+
+    copy = LocalLake(shutil.copytree(demo_lake.root, tmp_path / "copy"))
+    one = run_ingest(settings.model_copy(update={"ingest_workers": 1}), lake=demo_lake, now=NOW)
+    two = run_ingest(settings.model_copy(update={"ingest_workers": 2}), lake=copy, now=NOW)
+    assert two["snapshot_id"] == one["snapshot_id"]
+    for key in ("counts", "feedback_counts", "pii_redactions", "sources", "quarantine"):
+        assert two[key] == one[key], key
+    for key in one["quarantine"]:
+        assert copy.read_bytes(key) == demo_lake.read_bytes(key)
+
+
+class DyingLake(LocalLake):
+    """A lake whose reads kill the process that makes them, when that is a worker process."""
+
+    def open(self, key):
+        import multiprocessing
+        import os
+
+        if multiprocessing.parent_process() is not None:
+            os._exit(3)
+        return super().open(key)
+
+
+def test_a_worker_that_dies_fails_the_run_and_changes_nothing(settings, lake):
+    for name in ("a", "b"):
+        lake.write_bytes(f"raw/conversations/dt={DAY}/{name}.jsonl",
+                         jsonl(conv(f"c-{name}", customer=f"Where is parcel {name}?")))
+    dying = DyingLake(lake.root)
+    with pytest.raises(IngestError, match=r"worker process died .*REPLYLOOP_INGEST_WORKERS=1"):
+        run_ingest(settings.model_copy(update={"ingest_workers": 2}), lake=dying, now=NOW)
+    assert not lake.exists(CURRENT_KEY) and lake.list("state/") == []
+    manifest = run_ingest(settings.model_copy(update={"ingest_workers": 1}), lake=dying, now=NOW)
+    assert manifest["counts"]["curated"] == 2

@@ -1,24 +1,50 @@
 """De-duplication of conversations and the contamination guard.
 
-Exact duplicates share a content hash (roles and normalised texts, ids and timestamps ignored).
-Near duplicates are found with MinHash LSH (datasketch) over word 3-shingles of the whole conversation:
-two conversations whose estimated Jaccard similarity is above the threshold count as one.
-The same index, filled with the evaluation and golden prompts, keeps them out of training data.
+Exact duplicates share a content hash (roles and normalised texts; ids and timestamps ignored).
+
+Near duplicates: each conversation gets a MinHash signature of `NUM_PERM` values over its word
+3-shingles; two conversations whose signatures agree in at least `threshold` of the positions count as
+one, the first seen is kept. Signatures are computed for thousands of conversations at once with numpy
+(multiply-add-shift hashing of crc32 word hashes, stable across processes, so parallel workers produce
+comparable signatures); a per-conversation MinHash object (datasketch) cost more than the rest of
+ingestion together. Candidates come from LSH banding, with the band count chosen so that recall is exact
+with respect to the estimate: a pair agreeing in all but `d` positions shares at least one of `d + 1`
+bands (pigeonhole), so every pair above the threshold is compared, and only those.
+
+The contamination guard flags conversations whose customer text matches, or nearly matches, an
+evaluation or golden prompt, so those never reach training data.
 """
 
 from __future__ import annotations
 
-import hashlib
+import itertools
+import math
 import re
 import zlib
+from collections.abc import Iterable, Sequence
 
-from datasketch import MinHash, MinHashLSH
+import numpy as np
 
 _WORD = re.compile(r"\w+")
 NUM_PERM = 64
+_SHINGLE = 3
+_rng = np.random.default_rng(20261123)
+_PERM_A = _rng.integers(1, 2**63, NUM_PERM, dtype=np.uint64) | np.uint64(1)
+_PERM_B = _rng.integers(0, 2**63, NUM_PERM, dtype=np.uint64)
+_SH_MUL = _rng.integers(1, 2**63, _SHINGLE, dtype=np.uint64) | np.uint64(1)
+_SH_ADD = np.uint64(_rng.integers(0, 2**63, dtype=np.uint64))
+_BAND_MUL = _rng.integers(1, 2**63, NUM_PERM, dtype=np.uint64) | np.uint64(1)
+_SHIFT = np.uint64(32)
+_PAIR_MUL = np.uint64(0x9E3779B97F4A7C15)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
 
 
 def content_hash(conv: dict) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for m in conv["messages"]:
         h.update(m["role"].encode())
@@ -28,56 +54,134 @@ def content_hash(conv: dict) -> str:
     return h.hexdigest()[:32]
 
 
-def _shingles(text: str, k: int = 3) -> set[bytes]:
-    words = _WORD.findall(text.casefold())
-    if len(words) < k:
-        return {" ".join(words).encode()}
-    return {" ".join(words[i : i + k]).encode() for i in range(len(words) - k + 1)}
+class _WordHashes(dict):
+    """crc32 of each word, remembered: a vocabulary is small next to the number of words read."""
+
+    def __missing__(self, word: str) -> int:
+        if len(self) >= 1_000_000:  # an unbounded vocabulary (ids, typos) must not grow without end
+            self.clear()
+        value = self[word] = zlib.crc32(word.encode())
+        return value
 
 
-def _crc32(data: bytes) -> int:
-    return zlib.crc32(data)  # stable across processes (unlike hash()), and cheaper than datasketch's sha1
+_WORD_HASHES = _WordHashes()
 
 
-_TEMPLATE = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=_crc32)  # permutations derived once, not per sketch
+class Sketcher:
+    """Collects the words of many conversations, then returns their MinHash signatures in one go."""
+
+    def __init__(self) -> None:
+        self._hashes: list[int] = []
+        self._lengths: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def add(self, conversation_words: Sequence[str]) -> None:
+        cache = _WORD_HASHES
+        hashes = [cache[w] for w in conversation_words]
+        if len(hashes) < _SHINGLE:  # a short conversation is one shingle of what it has
+            hashes += [0] * (_SHINGLE - len(hashes))
+        self._hashes.extend(hashes)
+        self._lengths.append(len(hashes))
+
+    def signatures(self) -> np.ndarray:
+        """(conversations, NUM_PERM) uint32, in the order they were added."""
+        lengths = np.asarray(self._lengths, dtype=np.int64)
+        out = np.empty((len(lengths), NUM_PERM), dtype=np.uint32)
+        if not len(lengths):
+            return out
+        flat = np.asarray(self._hashes, dtype=np.uint64)
+        # shingle i = words i, i+1, i+2; valid when all three lie in the same conversation
+        sh = flat[:-2] * _SH_MUL[0] + flat[1:-1] * _SH_MUL[1] + flat[2:] * _SH_MUL[2] + _SH_ADD
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        pos = np.arange(len(flat) - 2) - np.repeat(starts, lengths)[:-2]
+        sh = sh[pos <= np.repeat(lengths, lengths)[:-2] - _SHINGLE] >> _SHIFT  # 32-bit, grouped by conversation
+        offsets = np.concatenate(([0], np.cumsum(lengths - (_SHINGLE - 1))[:-1]))
+        scratch = np.empty_like(sh)
+        for k in range(NUM_PERM):  # one permutation at a time over all shingles: 1-D passes stay in cache
+            np.multiply(sh, _PERM_A[k], out=scratch)
+            scratch += _PERM_B[k]
+            scratch >>= _SHIFT
+            out[:, k] = np.minimum.reduceat(scratch, offsets)
+        return out
 
 
-def minhash(text: str) -> MinHash:
-    mh = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=_crc32, permutations=_TEMPLATE.permutations,
-                 scheme=_TEMPLATE.scheme)
-    mh.update_batch(list(_shingles(text)))
-    return mh
-
-
-def conversation_text(conv: dict) -> str:
-    return " ".join(m["text"] for m in conv["messages"])
+def signatures(conversations: Sequence[dict]) -> np.ndarray:
+    sketcher = Sketcher()
+    for conv in conversations:
+        sketcher.add([w for m in conv["messages"] for w in words(m["text"])])
+    return sketcher.signatures()
 
 
 class Deduplicator:
-    """Remembers what it has seen; `check` says 'exact', 'near' or None (new)."""
+    """Decides, for a batch in arrival order, which conversations are exact or near duplicates.
 
-    def __init__(self, threshold: float = 0.9, *, near: bool = True):
-        self.hashes: set[str] = set()
+    `known` are content hashes already in the curated snapshot (exact duplicates of those are dropped).
+    """
+
+    def __init__(self, threshold: float = 0.9, *, known: Iterable[str] = ()):
+        if not 0.5 <= threshold <= 1.0:
+            raise ValueError(f"near-duplicate threshold must lie in [0.5, 1], got {threshold}")
         self.threshold = threshold
-        # LSH at a lower threshold finds candidates with high recall; the MinHash estimate then decides.
-        self.lsh = MinHashLSH(threshold=max(0.5, threshold - 0.3), num_perm=NUM_PERM) if near else None
-        self.sketches: dict[str, MinHash] = {}
+        self.hashes: set[str] = set(known)
+        self.agree = math.ceil(threshold * NUM_PERM)
 
-    def add_hash(self, digest: str) -> None:
-        self.hashes.add(digest)
+    def resolve(self, digests: Sequence[str], sigs: np.ndarray) -> list[str | None]:
+        """'exact', 'near' or None (kept) for each conversation."""
+        status: list[str | None] = [None] * len(digests)
+        survivors = []
+        for i, digest in enumerate(digests):
+            if digest in self.hashes:
+                status[i] = "exact"
+            else:
+                self.hashes.add(digest)
+                survivors.append(i)
+        for j in self._near(sigs[survivors]):
+            status[survivors[j]] = "near"
+        return status
 
-    def check(self, conv: dict, digest: str) -> str | None:
-        if digest in self.hashes:
-            return "exact"
-        self.hashes.add(digest)
-        if self.lsh is not None:
-            mh = minhash(conversation_text(conv))
-            if any(self.sketches[key].jaccard(mh) >= self.threshold for key in self.lsh.query(mh)):
-                return "near"
-            key = f"c{len(self.sketches)}"
-            self.sketches[key] = mh
-            self.lsh.insert(key, mh)
-        return None
+    def _near(self, sig: np.ndarray) -> list[int]:
+        """Indices (in order) of the signatures that agree with an earlier kept one in `agree`+ positions.
+
+        The positions are split into d + 2 bands, d being the mismatches allowed: a pair within the
+        threshold leaves at least two bands whole, so it shares the key of some *pair* of bands.
+        Grouping by the keys of every pair of bands gives small groups (16 positions must agree at 0.9),
+        and a pair above the threshold always meets in one: the comparisons are exact, and few.
+        """
+        import pandas as pd  # its hash-based factorize groups several times faster than a sort
+
+        n = len(sig)
+        if n < 2:
+            return []
+        n_bands = NUM_PERM - self.agree + 2
+        cuts = np.linspace(0, NUM_PERM, n_bands + 1).astype(int)
+        band = [(sig[:, lo:hi].astype(np.uint64) * _BAND_MUL[lo:hi]).sum(axis=1)  # wraps: a hash
+                for lo, hi in zip(cuts[:-1], cuts[1:])]
+        rows, groups, offset = [], [], 0
+        for a, b in itertools.combinations(range(n_bands), 2):
+            codes, uniques = pd.factorize(band[a] * _PAIR_MUL + band[b])
+            shared = np.flatnonzero(np.bincount(codes)[codes] > 1)
+            rows.append(shared)
+            groups.append(codes[shared] + offset)
+            offset += len(uniques)
+        # Only conversations that share a group with another can be near duplicates; kept ones are
+        # indexed by group, and each later one is compared (numpy) with the kept ones of its groups.
+        row_of, group_of = np.concatenate(rows), np.concatenate(groups)
+        order = np.argsort(row_of, kind="stable")
+        row_of, group_of = row_of[order], group_of[order]
+        starts = np.flatnonzero(np.r_[True, row_of[1:] != row_of[:-1]]) if len(row_of) else row_of
+        buckets: dict[int, list[int]] = {}
+        dups = []
+        for j, mine in zip(row_of[starts].tolist(), np.split(group_of, starts[1:])):
+            mine = mine.tolist()
+            candidates = {c for g in mine for c in buckets.get(g, ())}
+            if candidates and int((sig[list(candidates)] == sig[j]).sum(axis=1).max()) >= self.agree:
+                dups.append(j)
+                continue
+            for g in mine:
+                buckets.setdefault(g, []).append(j)
+        return dups
 
 
 class ContaminationGuard:
@@ -88,25 +192,27 @@ class ContaminationGuard:
     """
 
     def __init__(self, prompts: list[str], threshold: float = 0.8):
-        self.exact = {_key(p) for p in prompts}
+        self.exact = {" ".join(words(p)) for p in prompts}
         self.threshold = threshold
-        self.sizes = [len(_shingles(p)) for p in prompts]
-        self.index: dict[bytes, list[int]] = {}
+        self.sizes = [len(_shingles(words(p))) for p in prompts]
+        self.index: dict[tuple[str, ...], list[int]] = {}
         for i, p in enumerate(prompts):
-            for sh in _shingles(p):
+            for sh in _shingles(words(p)):
                 self.index.setdefault(sh, []).append(i)
 
-    def hit(self, conv: dict) -> str | None:
-        for m in conv["messages"]:
+    def hit(self, conv: dict, conversation_words: list[list[str]] | None = None) -> str | None:
+        """The customer text that matches, or None. `conversation_words` (words of each message) saves
+        the tokenisation when the caller has it already."""
+        for k, m in enumerate(conv["messages"]):
             if m["role"] != "customer":
                 continue
-            if _key(m["text"]) in self.exact:
+            ws = conversation_words[k] if conversation_words is not None else words(m["text"])
+            if " ".join(ws) in self.exact:
                 return m["text"]
-            shingles = _shingles(m["text"])
-            if len(shingles) < 3:
+            if len(ws) < _SHINGLE + 2:
                 continue
             counts: dict[int, int] = {}
-            for sh in shingles:
+            for sh in set(zip(ws, ws[1:], ws[2:])):
                 for i in self.index.get(sh, ()):
                     counts[i] = counts.get(i, 0) + 1
             if any(n >= self.threshold * self.sizes[i] for i, n in counts.items()):
@@ -114,5 +220,7 @@ class ContaminationGuard:
         return None
 
 
-def _key(text: str) -> str:
-    return " ".join(_WORD.findall(text.casefold()))
+def _shingles(ws: list[str]) -> set[tuple[str, ...]]:
+    if len(ws) < _SHINGLE:
+        return {tuple(ws)}
+    return set(zip(*(ws[i:] for i in range(_SHINGLE))))

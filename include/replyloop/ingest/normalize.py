@@ -12,6 +12,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 
 from replyloop.contract import CHANNELS, RATINGS
@@ -32,9 +33,15 @@ class RecordError(ValueError):
 
 def clean_text(text: str) -> str:
     text = html.unescape(html.unescape(text)) if "&" in text else text  # exports are sometimes double-escaped
-    text = unicodedata.normalize("NFC", text)
+    if not text.isascii():  # ASCII is NFC already
+        text = unicodedata.normalize("NFC", text)
     text = _CONTROL.sub("", text)
     return _SPACES.sub(" ", text).strip()
+
+
+@lru_cache(maxsize=8)
+def _utc_stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_timestamp(value: Any, *, field: str, now: datetime) -> str:
@@ -42,6 +49,14 @@ def parse_timestamp(value: Any, *, field: str, now: datetime) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RecordError("missing_field", f"{field} is missing")
     raw = value.strip()
+    if len(raw) == 20 and raw[10] == "T" and raw[19] == "Z":  # the canonical form: check it, keep it
+        try:
+            datetime.fromisoformat(raw)
+        except ValueError:
+            raise RecordError("bad_timestamp", f"{field}={raw!r} is not a timestamp") from None
+        if raw > _utc_stamp(now):
+            raise RecordError("future_timestamp", f"{field}={raw!r} lies in the future")
+        return raw
     try:
         ts = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:

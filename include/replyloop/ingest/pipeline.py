@@ -1,56 +1,67 @@
 """The ingestion run: landing partitions in, one immutable curated snapshot (or a clear failure) out.
 
-    discover -> read -> normalise -> redact PII -> contamination guard -> de-duplicate
-             -> validate (GX) -> quarantine / snapshot -> manifest
+    discover -> curate (read, normalise, redact PII, contamination guard, sketch; in parallel per file)
+             -> de-duplicate -> validate (GX) -> quarantine / snapshot -> manifest
 
 Incremental by day: a partition (`raw/<kind>/dt=YYYY-MM-DD`) is read once; `date=` re-reads one day.
 The new snapshot is the previous one with the rows of the re-read partitions replaced, so re-running a
 day yields the same snapshot id. Every raw record ends up curated, quarantined or counted as duplicate.
+
+Files are curated by worker processes (`Settings.ingest_workers`, one per core by default when the batch
+is large); results are merged in file order, so the snapshot does not depend on the number of workers.
+Rows stay in Arrow from the workers to the Parquet file; pandas is used for the GX batch only.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
 import logging
+import multiprocessing
+import os
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from replyloop import resources
 from replyloop.contract import (CURATED_PREFIX, CURRENT_KEY, FEEDBACK_SCHEMA, MESSAGE_SCHEMA, QUARANTINE_PREFIX,
                                 RAW_PREFIXES, SCHEMA_VERSION, STATE_PREFIX)
-from replyloop.ingest.dedup import ContaminationGuard, Deduplicator, content_hash
-from replyloop.ingest.normalize import RecordError, check_conversation, normalize_conversation, normalize_feedback
-from replyloop.ingest.pii import PiiRedactor, find_leaks
-from replyloop.ingest.readers import TWCS_COLUMNS, RawRecord, Rejection, csv_header, read_jsonl, read_twcs_csv
-from replyloop.ingest.twcs import build_threads
+from replyloop.ingest.curate import CurateConfig, Curated, Job, run_job
+from replyloop.ingest.dedup import Deduplicator
+from replyloop.ingest.readers import IngestError, Rejection
+from replyloop.ingest.validate import preload as preload_gx
 from replyloop.ingest.validate import validate_messages
 from replyloop.lake import Lake, lake_for
 from replyloop.settings import Settings, get_settings
 
+__all__ = ["IngestError", "discover", "read_manifest", "read_snapshot", "run_ingest"]
+
 log = logging.getLogger(__name__)
 _DT = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
 CONVERSATION_KINDS = ("conversations", "twcs")
-
-
-class IngestError(RuntimeError):
-    """The run cannot go on; the message names the file, partition or setting. Nothing was replaced."""
+PARALLEL_MIN_BYTES = 8 << 20  # below this much text to parse, starting workers costs more than it saves
+GZIP_RATIO = 4  # JSONL and CSV of short messages compress about 4:1; a gzip file counts as 4x its size
 
 
 @dataclass
 class Partition:
     kind: str
     dt: str
-    keys: list[str]
-    etags: dict[str, str]
+    keys: list[str] = field(default_factory=list)
+    etags: dict[str, str] = field(default_factory=dict)
+    size: int = 0  # bytes to parse, estimated (a gzip file counts GZIP_RATIO times its size)
 
     @property
     def name(self) -> str:
@@ -59,10 +70,11 @@ class Partition:
 
 @dataclass
 class Batch:
-    """What one run gathered before the snapshot is written."""
+    """What one run gathered from the curated jobs, merged in job order."""
 
-    # message rows of accepted conversations, column by column (a dict per message costs ~1 KB at 1M rows)
-    columns: dict[str, list] = field(default_factory=lambda: {name: [] for name in MESSAGE_SCHEMA.names})
+    curated: list[Curated] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+    signatures: list[np.ndarray] = field(default_factory=list)
     feedback: list[dict] = field(default_factory=list)
     rejections: dict[str, list[dict]] = field(default_factory=dict)  # partition name -> quarantine lines
     counts: Counter = field(default_factory=Counter)
@@ -73,8 +85,32 @@ class Batch:
     empty_files: list[str] = field(default_factory=list)
     raw_by_partition: Counter = field(default_factory=Counter)
 
-    def quarantine(self, part: Partition, rej: Rejection, *, unit: str = "conversation") -> None:
-        self.rejections.setdefault(part.name, []).append({**rej.to_json(), "partition": part.name, "unit": unit})
+    def merge(self, res: Curated, part: Partition, lake: Lake) -> None:
+        self.digests.extend(res.digests)
+        self.signatures.append(res.signatures)
+        self.feedback.extend(res.feedback)
+        if res.rejections:
+            self.rejections.setdefault(part.name, []).extend(res.rejections)
+        self.counts["raw"] += res.raw
+        self.counts["quarantined"] += sum(res.reasons.values())
+        self.reasons.update(res.reasons)
+        self.feedback_counts["raw"] += res.feedback_raw
+        for reason, n in res.feedback_reasons.items():
+            self.feedback_counts["quarantined"] += n
+            self.feedback_counts[f"quarantined.{reason}"] += n
+        self.pii.update(res.pii)
+        self.raw_by_partition[part.name] += res.records
+        for key, items in res.files:
+            self.sources.append({"key": key, "etag": part.etags.get(key), "items": items})
+            if items == 0:
+                self.empty_files.append(key)
+                log.warning("empty file: %s (no records)", lake.url(key))
+        # keep only the rows (needed after de-duplication); the rest now lives in the batch
+        res.digests, res.signatures, res.feedback, res.rejections = [], np.zeros((0, 0), np.uint32), [], []
+        self.curated.append(res)
+
+    def quarantine(self, part_name: str, rej: Rejection, *, unit: str) -> None:
+        self.rejections.setdefault(part_name, []).append({**rej.to_json(), "partition": part_name, "unit": unit})
         if unit == "conversation":
             self.counts["quarantined"] += 1
             self.reasons[rej.reason] += 1
@@ -96,10 +132,13 @@ def discover(lake: Lake, *, date: str | None, done: set[str], today: str = "9999
             m = _DT.search("/" + obj.key)
             if not m or obj.key.rsplit("/", 1)[-1].startswith("."):
                 continue
-            part = parts.setdefault((kind, m.group(1)), Partition(kind, m.group(1), [], {}))
+            part = parts.setdefault((kind, m.group(1)), Partition(kind, m.group(1)))
             part.keys.append(obj.key)
             part.etags[obj.key] = obj.etag
+            part.size += obj.size * (GZIP_RATIO if obj.key.endswith(".gz") else 1)
     chosen = [p for p in parts.values() if date or (p.name not in done and p.dt < today)]
+    for p in chosen:
+        p.keys.sort()
     return sorted(chosen, key=lambda p: (p.dt, list(RAW_PREFIXES).index(p.kind)))
 
 
@@ -115,160 +154,152 @@ def _ingested(lake: Lake) -> dict[str, dict]:
     return out
 
 
-# -- per-record work -----------------------------------------------------------------------------------
+# -- curation (parallel) -------------------------------------------------------------------------------
 
-def _split_of(conversation_id: str, eval_fraction: float) -> str:
-    bucket = int(hashlib.sha1(conversation_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "eval" if bucket < eval_fraction else "train"
-
-
-class _Curator:
-    def __init__(self, settings: Settings, now: datetime, previous_hashes: set[str]):
-        self.settings = settings
-        self.now = now
-        self.redactor = PiiRedactor(keep_handles=[settings.brand_handle])
-        self.guard = ContaminationGuard(resources.protected_prompts())
-        self.dedup = Deduplicator()
-        for digest in previous_hashes:
-            self.dedup.add_hash(digest)
-
-    def conversation(self, record: RawRecord, part: Partition, batch: Batch) -> None:
-        batch.counts["raw"] += 1
-        try:
-            conv = normalize_conversation(record.data, now=self.now, max_chars=self.settings.max_message_chars)
-            for msg in conv["messages"]:
-                msg["text"], found = self.redactor.redact(msg["text"])
-                batch.pii.update(found)
-                leaks = find_leaks(msg["text"])
-                if leaks:
-                    raise RecordError("pii_leak", f"message {msg['message_id']}: {leaks[0].kind} survived redaction")
-            check_conversation(conv)
-            hit = self.guard.hit(conv)
-            if hit:
-                raise RecordError("eval_contamination", f"customer text matches a protected eval prompt: {hit[:80]!r}")
-        except RecordError as err:
-            batch.quarantine(part, Rejection(err.reason, f"{record.source}:{record.line}: {err}", record.source,
-                                             record.line, record.data))
-            return
-        digest = content_hash(conv)
-        dup = self.dedup.check(conv, digest)
-        if dup:
-            batch.counts["duplicates"] += 1
-            batch.counts[f"duplicates.{dup}"] += 1
-            return
-        split = _split_of(conv["conversation_id"], self.settings.eval_fraction)
-        cols, source = batch.columns, f"{record.source}:{record.line}"
-        for turn, msg in enumerate(conv["messages"]):
-            for name, value in (("conversation_id", conv["conversation_id"]), ("platform", conv["platform"]),
-                                ("channel", conv["channel"]), ("language", conv["language"]),
-                                ("conversation_created_at", conv["created_at"]), ("turn", turn),
-                                ("message_id", msg["message_id"]), ("role", msg["role"]),
-                                ("author_id", msg["author_id"]), ("text", msg["text"]),
-                                ("created_at", msg["created_at"]), ("source", source), ("partition", part.name),
-                                ("content_hash", digest), ("split", split)):
-                cols[name].append(value)
-        batch.counts["curated"] += 1
-
-    def feedback(self, record: RawRecord, part: Partition, batch: Batch) -> None:
-        batch.feedback_counts["raw"] += 1
-        try:
-            event = normalize_feedback(record.data, now=self.now, max_chars=self.settings.max_message_chars)
-            if event["correction"]:
-                event["correction"], found = self.redactor.redact(event["correction"])
-                batch.pii.update(found)
-        except RecordError as err:
-            batch.quarantine(part, Rejection(err.reason, f"{record.source}:{record.line}: {err}", record.source,
-                                             record.line, record.data), unit="feedback")
-            return
-        batch.feedback.append({**event, "partition": part.name, "_source": record.source, "_line": record.line,
-                               "_raw": record.data})
+def _jobs(lake: Lake, parts: list[Partition], config: CurateConfig) -> list[tuple[Job, Partition]]:
+    """One job per landing file; a TWCS partition is one job (its threads span files)."""
+    jobs = []
+    for part in parts:
+        groups = [tuple(part.keys)] if part.kind == "twcs" else [(key,) for key in part.keys]
+        jobs.extend((Job(lake, part.kind, part.name, keys, config), part) for keys in groups)
+    return jobs
 
 
-def _read_partition(lake: Lake, part: Partition, curator: _Curator, batch: Batch) -> None:
-    started, before = time.monotonic(), batch.counts["raw"] + batch.feedback_counts["raw"]
-    twcs_rows: list[RawRecord] = []
-    for key in sorted(part.keys):
-        n = 0
-        if part.kind == "twcs":
-            header = csv_header(lake, key)
-            missing = sorted(set(TWCS_COLUMNS) - {h.strip() for h in header}) if header is not None else []
-            if missing:
-                raise IngestError(f"schema change in {lake.url(key)}: missing column(s) {', '.join(missing)}; "
-                                  f"expected {','.join(TWCS_COLUMNS)}")
-            items = read_twcs_csv(lake, key)
-        else:
-            items = read_jsonl(lake, key)
-        for item in items:
-            n += 1
-            if isinstance(item, Rejection):
-                if part.kind == "feedback":
-                    batch.feedback_counts["raw"] += 1
-                    batch.quarantine(part, item, unit="feedback")
-                else:
-                    batch.counts["raw"] += 1
-                    batch.quarantine(part, item)
-            elif part.kind == "twcs":
-                twcs_rows.append(item)
-            elif part.kind == "feedback":
-                curator.feedback(item, part, batch)
-            else:
-                curator.conversation(item, part, batch)
-        batch.sources.append({"key": key, "etag": part.etags.get(key), "items": n})
-        if n == 0:
-            batch.empty_files.append(key)
-            log.warning("empty file: %s (no records)", lake.url(key))
-    for item in build_threads(twcs_rows):
-        if isinstance(item, Rejection):
-            batch.counts["raw"] += 1
-            batch.quarantine(part, item)
-        else:
-            curator.conversation(item, part, batch)
-    done = batch.counts["raw"] + batch.feedback_counts["raw"] - before
-    batch.raw_by_partition[part.name] = done
-    secs = max(time.monotonic() - started, 1e-6)
-    log.info("read %s: %d records from %d file(s) in %.1fs (%.0f records/s)", part.name, done, len(part.keys),
-             secs, done / secs)
+def _workers(settings: Settings, lake: Lake, jobs: list, total_bytes: int) -> int:
+    if multiprocessing.current_process().daemon:
+        return 1  # e.g. a Celery prefork worker: daemonic processes cannot have children
+    if not getattr(lake, "portable", True):
+        return 1  # a lake built around a client object cannot be re-opened in another process
+    if settings.ingest_workers:
+        return min(settings.ingest_workers, len(jobs))
+    if total_bytes < PARALLEL_MIN_BYTES:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, len(jobs)))
+
+
+def _curate(jobs: list[tuple[Job, Partition]], workers: int) -> Iterator[tuple[Curated, Partition]]:
+    """Results in job order, whatever order the workers finish in."""
+    if workers <= 1:
+        for job, part in jobs:
+            yield run_job(job), part
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        pending = deque((pool.submit(run_job, job), part) for job, part in jobs)
+        while pending:
+            future, part = pending.popleft()  # let each result go once it is merged
+            yield future.result(), part
+    except BrokenProcessPool as exc:
+        raise IngestError(f"an ingestion worker process died ({exc}); it may have run out of memory or been "
+                          "killed. Nothing was written and CURRENT was not changed; re-run, or set "
+                          "REPLYLOOP_INGEST_WORKERS=1 to ingest in one process.") from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on an error, jobs not yet started are dropped
+
+
+def _read(lake: Lake, parts: list[Partition], settings: Settings, now: datetime, batch: Batch) -> None:
+    config = CurateConfig(now=now, max_chars=settings.max_message_chars, eval_fraction=settings.eval_fraction,
+                          brand_handle=settings.brand_handle)
+    jobs = _jobs(lake, parts, config)
+    total_bytes = sum(p.size for p in parts)
+    workers = _workers(settings, lake, jobs, total_bytes)
+    log.info("curating %d file job(s), ~%.0f MB to parse, with %d worker process(es)", len(jobs), total_bytes / 1e6,
+             workers)
+    if workers > 1:
+        preload_gx()  # the parent mostly waits on the workers meanwhile
+    started, records = time.monotonic(), 0
+    for done, (res, part) in enumerate(_curate(jobs, workers), start=1):
+        batch.merge(res, part, lake)
+        records += res.records
+        secs = max(time.monotonic() - started, 1e-6)
+        log.info("[%d/%d] %s: %d records (%d conversations passed, %d quarantined) in %.1fs; "
+                 "%d records so far, %.0f records/s", done, len(jobs), ", ".join(job_keys(res)), res.records,
+                 len(res.sizes), sum(res.reasons.values()) + sum(res.feedback_reasons.values()), res.seconds, records,
+                 records / secs)
+
+
+def job_keys(res: Curated) -> list[str]:
+    return [key.rsplit("/", 1)[-1] for key, _ in res.files] or [res.partition]
 
 
 # -- snapshot ------------------------------------------------------------------------------------------
 
+def _snapshot_tables(lake: Lake, snapshot_id: str | None) -> tuple[pa.Table, pa.Table]:
+    if snapshot_id is None:
+        return MESSAGE_SCHEMA.empty_table(), FEEDBACK_SCHEMA.empty_table()
+    base = f"{CURATED_PREFIX}/{snapshot_id}"
+    messages = pq.read_table(io.BytesIO(lake.read_bytes(f"{base}/messages.parquet")))
+    feedback = pq.read_table(io.BytesIO(lake.read_bytes(f"{base}/feedback.parquet")))
+    return messages.cast(MESSAGE_SCHEMA), feedback.cast(FEEDBACK_SCHEMA)
+
+
+def _current(lake: Lake) -> str | None:
+    return lake.read_bytes(CURRENT_KEY).decode().strip() if lake.exists(CURRENT_KEY) else None
+
+
 def read_snapshot(lake: Lake, snapshot_id: str | None = None) -> tuple[str | None, pd.DataFrame, pd.DataFrame]:
     """(snapshot id, messages, feedback) of a snapshot, CURRENT by default; empty frames when none."""
-    if snapshot_id is None:
-        snapshot_id = lake.read_bytes(CURRENT_KEY).decode().strip() if lake.exists(CURRENT_KEY) else None
-    if snapshot_id is None:
-        return None, MESSAGE_SCHEMA.empty_table().to_pandas(), FEEDBACK_SCHEMA.empty_table().to_pandas()
-    base = f"{CURATED_PREFIX}/{snapshot_id}"
-    messages = pq.read_table(io.BytesIO(lake.read_bytes(f"{base}/messages.parquet"))).to_pandas()
-    feedback = pq.read_table(io.BytesIO(lake.read_bytes(f"{base}/feedback.parquet"))).to_pandas()
-    return snapshot_id, messages, feedback
+    snapshot_id = snapshot_id or _current(lake)
+    messages, feedback = _snapshot_tables(lake, snapshot_id)
+    return snapshot_id, messages.to_pandas(), feedback.to_pandas()
 
 
 def read_manifest(lake: Lake, snapshot_id: str | None = None) -> dict | None:
+    snapshot_id = snapshot_id or _current(lake)
     if snapshot_id is None:
-        if not lake.exists(CURRENT_KEY):
-            return None
-        snapshot_id = lake.read_bytes(CURRENT_KEY).decode().strip()
+        return None
     return json.loads(lake.read_bytes(f"{CURATED_PREFIX}/{snapshot_id}/manifest.json"))
 
 
-def _table(rows: list[dict] | pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=schema.names)
-    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-
-
-def _hash_frames(*frames: pd.DataFrame) -> str:
+def _digest(*tables: pa.Table) -> str:
+    """Content hash of tables: column names, types, null masks and values, independent of how the Arrow
+    buffers happen to be laid out (read from Parquet or built in memory give the same id)."""
     h = hashlib.sha256()
-    for frame in frames:
-        h.update(",".join(frame.columns).encode())
-        h.update(pd.util.hash_pandas_object(frame.astype("string"), index=False).values.tobytes())
+    for table in tables:
+        for name in table.column_names:
+            col = table.column(name).combine_chunks()
+            h.update(f"{name}:{col.type}:{len(col)}".encode())
+            h.update(np.packbits(col.is_null().to_numpy(zero_copy_only=False)).tobytes())
+            if pa.types.is_string(col.type):
+                filled = col.fill_null("")
+                offsets = np.frombuffer(filled.buffers()[1], dtype=np.int32)[filled.offset: filled.offset + len(filled) + 1]
+                h.update((offsets - offsets[0]).tobytes())
+                h.update(memoryview(filled.buffers()[2])[offsets[0]: offsets[-1]] if len(filled) else b"")
+            else:
+                h.update(col.fill_null(0).to_numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _sorted_messages(tables: list[pa.Table]) -> pa.Table:
+    """The tables, concatenated and sorted by (conversation_id, turn), as the contract says. Consumes the
+    list: columns are sorted one at a time and each unsorted one is let go, so peak memory stays near one
+    copy of the rows (a whole-table sort holds two)."""
+    table = pa.concat_tables(tables)
+    tables.clear()
+    order = pc.sort_indices(table, sort_keys=[("conversation_id", "ascending"), ("turn", "ascending")])
+    columns = []
+    for name in MESSAGE_SCHEMA.names:
+        columns.append(table.column(name).take(order).combine_chunks())
+        table = table.drop_columns([name])
+        _release_memory()
+    return pa.Table.from_arrays(columns, schema=MESSAGE_SCHEMA)
+
+
+def _release_memory() -> None:
+    """Hand memory that Arrow's allocator keeps for reuse back to the system (large batches)."""
+    pa.default_memory_pool().release_unused()
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
+
+
+def _count_distinct(table: pa.Table, column: str, mask: pa.Array | None = None) -> int:
+    values = table.column(column) if mask is None else table.filter(mask).column(column)
+    return int(pc.count_distinct(values).as_py()) if len(values) else 0
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -283,6 +314,7 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     settings = settings or get_settings()
     lake = lake or lake_for(settings)
     now = now or datetime.now(UTC)
+    started = time.monotonic()
     if date:
         try:
             datetime.strptime(date, "%Y-%m-%d")
@@ -293,69 +325,30 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     if date and not parts:
         prefixes = ", ".join(lake.url(f"{p}/dt={date}/") for p in RAW_PREFIXES.values())
         raise IngestError(f"no landing data for dt={date}: nothing under {prefixes}")
-    prev_id, prev_msgs, prev_fb = read_snapshot(lake)
+    prev_id = _current(lake)
     if not parts:
         log.info("no new partitions under %s; CURRENT stays %s", lake.url("raw/"), prev_id)
         manifest = read_manifest(lake) or {}
         return {**manifest, "status": "no_new_data", "snapshot_id": prev_id}
 
-    rerun = {p.name for p in parts}
-    keep_msgs = prev_msgs[~prev_msgs["partition"].isin(rerun)]
-    keep_fb = prev_fb[~prev_fb["partition"].isin(rerun)]
-    log.info("ingesting %d partition(s) into %s: %s", len(parts), lake.uri, ", ".join(sorted(rerun)))
+    rerun = sorted(p.name for p in parts)
+    prev_msgs, prev_fb = _snapshot_tables(lake, prev_id)
+    keep_msgs = prev_msgs.filter(pc.invert(pc.is_in(prev_msgs["partition"], pa.array(rerun))))
+    keep_fb = prev_fb.filter(pc.invert(pc.is_in(prev_fb["partition"], pa.array(rerun))))
+    del prev_msgs, prev_fb
+    log.info("ingesting %d partition(s) into %s: %s", len(parts), lake.uri, ", ".join(rerun))
 
     batch = Batch()
-    curator = _Curator(settings, now, set(keep_msgs["content_hash"].unique()))
-    for part in parts:
-        _read_partition(lake, part, curator, batch)
+    _read(lake, parts, settings, now, batch)
     by_name = {p.name: p for p in parts}
     if batch.counts["raw"] + batch.feedback_counts["raw"] == 0:
-        raise IngestError(f"landing partition(s) {', '.join(sorted(rerun))} hold no records: "
+        raise IngestError(f"landing partition(s) {', '.join(rerun)} hold no records: "
                           f"{', '.join(lake.url(k) for k in batch.empty_files)} "
                           f"{'is' if len(batch.empty_files) == 1 else 'are'} empty. CURRENT was not changed.")
 
-    # Great Expectations over the new message rows; failing rows quarantine their whole conversation.
-    new_msgs = pd.DataFrame(batch.columns, columns=MESSAGE_SCHEMA.names)
-    batch.columns = {}
-    validation = None
-    if len(new_msgs):
-        validation = validate_messages(new_msgs, gx_root=settings.data_docs_dir,
-                                       max_chars=settings.max_message_chars, run_name=f"ingest-{now:%Y%m%dT%H%M%S}")
-        if validation.failed_rows:
-            bad: dict[str, set[str]] = {}
-            for idx, names in validation.failed_rows.items():
-                bad.setdefault(new_msgs.at[idx, "conversation_id"], set()).update(names)
-            for conv_id, names in bad.items():
-                rows = new_msgs[new_msgs["conversation_id"] == conv_id]
-                first = rows.iloc[0]
-                source, _, line = first["source"].rpartition(":")
-                batch.counts["curated"] -= 1
-                batch.quarantine(by_name[first["partition"]], Rejection(
-                    "validation_failed", f"{first['source']}: failed {', '.join(sorted(names))}", source,
-                    int(line), rows.drop(columns=["content_hash", "split"]).to_dict("records")))
-            new_msgs = new_msgs[~new_msgs["conversation_id"].isin(bad)]
-        log.info("validation: %s (%s) - Data Docs: %s", "passed" if validation.success else "row failures quarantined",
-                 validation.statistics, validation.data_docs)
-
-    # Feedback must point at a known agent message.
-    all_msgs = pd.concat([keep_msgs, new_msgs], ignore_index=True)
-    known = set(zip(all_msgs["conversation_id"], all_msgs["message_id"]))
-    seen_events = set(keep_fb["event_id"])
-    fb_rows = []
-    for ev in batch.feedback:
-        part = by_name[ev["partition"]]
-        if ev["event_id"] in seen_events:
-            batch.feedback_counts["duplicates"] += 1
-            continue
-        if (ev["conversation_id"], ev["message_id"]) not in known:
-            batch.quarantine(part, Rejection(
-                "unknown_conversation", f"{ev['_source']}:{ev['_line']}: message {ev['message_id']} of conversation "
-                f"{ev['conversation_id']} is not in the curated data", ev["_source"], ev["_line"], ev["_raw"]),
-                unit="feedback")
-            continue
-        seen_events.add(ev["event_id"])
-        fb_rows.append({k: v for k, v in ev.items() if not k.startswith("_")})
-        batch.feedback_counts["curated"] += 1
+    new_msgs = _deduplicate(batch, keep_msgs)
+    new_msgs, validation = _validate(new_msgs, batch, settings, now)
+    fb_rows = _check_feedback(batch, keep_msgs, new_msgs, keep_fb)
 
     counts = {k: batch.counts[k] for k in ("raw", "curated", "quarantined", "duplicates")}
     if counts["raw"] != counts["curated"] + counts["quarantined"] + counts["duplicates"]:
@@ -367,19 +360,18 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     _write_quarantine(lake, batch, parts)
     _check_batch(settings, counts, parts, state, batch)
 
-    messages = pd.concat([keep_msgs, new_msgs], ignore_index=True).sort_values(
-        ["conversation_id", "turn"], kind="stable").reset_index(drop=True)
-    feedback = pd.concat([keep_fb, pd.DataFrame(fb_rows, columns=FEEDBACK_SCHEMA.names)], ignore_index=True
-                         ).sort_values("event_id", kind="stable").reset_index(drop=True)
-    msg_table, fb_table = _table(messages, MESSAGE_SCHEMA), _table(feedback, FEEDBACK_SCHEMA)
-    snapshot_id = _hash_frames(messages[MESSAGE_SCHEMA.names], feedback[FEEDBACK_SCHEMA.names])
+    tables = [keep_msgs, new_msgs]
+    del keep_msgs, new_msgs
+    messages = _sorted_messages(tables)
+    feedback = pa.concat_tables([keep_fb, pa.Table.from_pylist(fb_rows, schema=FEEDBACK_SCHEMA)]).sort_by("event_id")
+    snapshot_id = _digest(messages, feedback)
     manifest = {
         "snapshot_id": snapshot_id,
         "schema_version": SCHEMA_VERSION,
         "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "lake": lake.uri,
         "previous_snapshot": prev_id,
-        "partitions": sorted(rerun),
+        "partitions": rerun,
         "sources": batch.sources,
         "empty_files": batch.empty_files,
         "counts": {**counts, "quarantined_by_reason": dict(sorted(batch.reasons.items())),
@@ -389,15 +381,17 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
         "pii_redactions": dict(sorted(batch.pii.items())),
         "validation": validation.summary() if validation else None,
         "quarantine": sorted(_quarantine_key(by_name[n]) for n in batch.rejections),
-        "totals": {"conversations": int(messages["conversation_id"].nunique()), "messages": len(messages),
-                   "train_conversations": int(messages.loc[messages["split"] == "train", "conversation_id"].nunique()),
-                   "eval_conversations": int(messages.loc[messages["split"] == "eval", "conversation_id"].nunique()),
-                   "feedback_events": len(feedback)},
+        "totals": {"conversations": _count_distinct(messages, "conversation_id"), "messages": messages.num_rows,
+                   "train_conversations": _count_distinct(messages, "conversation_id",
+                                                          pc.equal(messages["split"], "train")),
+                   "eval_conversations": _count_distinct(messages, "conversation_id",
+                                                         pc.equal(messages["split"], "eval")),
+                   "feedback_events": feedback.num_rows},
     }
     base = f"{CURATED_PREFIX}/{snapshot_id}"
     if not lake.exists(f"{base}/manifest.json"):  # immutable: an existing snapshot is never rewritten
-        lake.write_bytes(f"{base}/messages.parquet", _parquet_bytes(msg_table))
-        lake.write_bytes(f"{base}/feedback.parquet", _parquet_bytes(fb_table))
+        lake.write_bytes(f"{base}/messages.parquet", _parquet_bytes(messages))
+        lake.write_bytes(f"{base}/feedback.parquet", _parquet_bytes(feedback))
         lake.write_bytes(f"{base}/manifest.json", json.dumps(manifest, indent=2).encode())
     else:
         manifest = {**json.loads(lake.read_bytes(f"{base}/manifest.json")), "reingested": manifest}
@@ -407,10 +401,97 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
             "partition": part.name, "files": part.etags, "snapshot_id": snapshot_id,
             "raw": batch.raw_by_partition[part.name],
         }).encode())
+    secs = max(time.monotonic() - started, 1e-6)
     log.info("snapshot %s: raw=%d curated=%d quarantined=%d duplicates=%d (quarantined by reason %s); "
-             "total %d conversations", snapshot_id, counts["raw"], counts["curated"], counts["quarantined"],
-             counts["duplicates"], dict(batch.reasons), manifest["totals"]["conversations"])
+             "total %d conversations; %.1fs, %.0f records/s", snapshot_id, counts["raw"], counts["curated"],
+             counts["quarantined"], counts["duplicates"], dict(batch.reasons),
+             manifest["totals"]["conversations"], secs, (counts["raw"] + fb["raw"]) / secs)
     return {**manifest, "status": "ok"}
+
+
+def _deduplicate(batch: Batch, keep_msgs: pa.Table) -> pa.Table:
+    """Exact (also against the snapshot) and near duplicates out; the new message rows that stay."""
+    started = time.monotonic()
+    known = pc.unique(keep_msgs["content_hash"]).to_pylist()
+    dedup = Deduplicator(known=known)
+    signatures = np.concatenate(batch.signatures) if batch.signatures else np.zeros((0, 0), np.uint32)
+    status = dedup.resolve(batch.digests, signatures)
+    keep = np.fromiter((s is None for s in status), dtype=bool, count=len(status))
+    for kind, n in Counter(s for s in status if s).items():
+        batch.counts["duplicates"] += n
+        batch.counts[f"duplicates.{kind}"] += n
+    batch.counts["curated"] += int(keep.sum())
+    # job by job, letting each job's tables go as soon as its rows are out: peak memory stays near one
+    # copy of the rows
+    kept, first = [MESSAGE_SCHEMA.empty_table()], 0
+    batch.signatures, batch.digests = [], []
+    batch.curated.reverse()
+    while batch.curated:
+        res = batch.curated.pop()
+        n = len(res.sizes)
+        kept.append(res.rows(keep[first : first + n]))
+        first += n
+        del res
+    new_msgs = pa.concat_tables(kept)
+    _release_memory()
+    log.info("de-duplication: %d conversations kept, %d exact and %d near duplicates (%.1fs)", int(keep.sum()),
+             batch.counts["duplicates.exact"], batch.counts["duplicates.near"], time.monotonic() - started)
+    return new_msgs
+
+
+def _validate(new_msgs: pa.Table, batch: Batch, settings: Settings, now: datetime):
+    """Great Expectations over the new message rows; failing rows quarantine their whole conversation."""
+    if not new_msgs.num_rows:
+        return new_msgs, None
+    frame = new_msgs.to_pandas()
+    validation = validate_messages(frame, gx_root=settings.data_docs_dir, max_chars=settings.max_message_chars,
+                                   run_name=f"ingest-{now:%Y%m%dT%H%M%S}")
+    if validation.failed_rows:
+        bad: dict[str, set[str]] = {}
+        for idx, names in validation.failed_rows.items():
+            bad.setdefault(frame.at[idx, "conversation_id"], set()).update(names)
+        rows = frame[frame["conversation_id"].isin(bad)]
+        for conv_id, group in rows.groupby("conversation_id", sort=False):
+            first = group.iloc[0]
+            source, _, line = first["source"].rpartition(":")
+            batch.counts["curated"] -= 1
+            batch.quarantine(first["partition"], Rejection(
+                "validation_failed", f"{first['source']}: failed {', '.join(sorted(bad[conv_id]))}", source,
+                int(line), group.drop(columns=["content_hash", "split"]).to_dict("records")), unit="conversation")
+        new_msgs = new_msgs.filter(pc.invert(pc.is_in(new_msgs["conversation_id"], pa.array(sorted(bad)))))
+    del frame
+    gc.collect()  # GX leaves its batch and metric caches in reference cycles
+    _release_memory()
+    log.info("validation: %s (%s) - Data Docs: %s", "passed" if validation.success else "row failures quarantined",
+             validation.statistics, validation.data_docs)
+    return new_msgs, validation
+
+
+def _check_feedback(batch: Batch, keep_msgs: pa.Table, new_msgs: pa.Table, keep_fb: pa.Table) -> list[dict]:
+    """Feedback must point at a curated message; an event id counts once."""
+    if not batch.feedback:
+        return []
+    wanted = pa.array(sorted({ev["conversation_id"] for ev in batch.feedback}))
+    known: set[tuple[str, str]] = set()
+    for table in (keep_msgs, new_msgs):
+        rows = table.filter(pc.is_in(table["conversation_id"], wanted))
+        known.update(zip(rows["conversation_id"].to_pylist(), rows["message_id"].to_pylist()))
+    seen_events = set(keep_fb["event_id"].to_pylist())
+    fb_rows = []
+    for ev in batch.feedback:
+        if ev["event_id"] in seen_events:
+            batch.feedback_counts["duplicates"] += 1
+            continue
+        if (ev["conversation_id"], ev["message_id"]) not in known:
+            batch.quarantine(ev["partition"], Rejection(
+                "unknown_conversation", f"{ev['_source']}:{ev['_line']}: message {ev['message_id']} of conversation "
+                f"{ev['conversation_id']} is not in the curated data", ev["_source"], ev["_line"], ev["_raw"]),
+                unit="feedback")
+            continue
+        seen_events.add(ev["event_id"])
+        fb_rows.append({k: v for k, v in ev.items() if not k.startswith("_")})
+        batch.feedback_counts["curated"] += 1
+    return fb_rows
 
 
 def _quarantine_key(part: Partition) -> str:

@@ -22,6 +22,10 @@ TWCS_COLUMNS = ("tweet_id", "author_id", "inbound", "created_at", "text", "respo
 RAW_PREVIEW_CHARS = 20_000  # the quarantine keeps the raw record, clipped so a 1 GB line cannot blow it up
 
 
+class IngestError(RuntimeError):
+    """The run cannot go on; the message names the file, partition or setting. Nothing was replaced."""
+
+
 @dataclass
 class RawRecord:
     data: dict[str, Any]

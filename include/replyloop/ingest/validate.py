@@ -10,6 +10,7 @@ pipeline quarantines with reason `validation_failed`; the expectation names trav
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,19 @@ def build_suite(gx, max_chars: int):
                                                                   meta={"check": "template_tokens"}))
     suite.add_expectation(E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "eval"]))
     return suite
+
+
+def preload() -> None:
+    """Import Great Expectations in a background thread (it takes seconds), for callers that have other
+    work to do first; validation imports it anyway."""
+
+    def _import() -> None:
+        try:
+            import great_expectations  # noqa: F401
+        except Exception as exc:  # surfaced again, with its traceback, when validation imports it
+            log.debug("background import of great_expectations failed: %s", exc)
+
+    threading.Thread(target=_import, name="gx-preload", daemon=True).start()
 
 
 def _context(root: Path):
@@ -135,5 +149,10 @@ def validate_messages(df: pd.DataFrame, *, gx_root: Path, max_chars: int, run_na
         docs = urls[0]["site_url"] if urls else None
     except Exception as exc:  # docs are a convenience; the validation result stands without them
         log.warning("could not resolve the Data Docs URL: %s", exc)
-    stats = dict(vr.statistics)
-    return ValidationResult(bool(vr.success), stats, failed, failed_rows, docs)
+    stats, success = dict(vr.statistics), bool(vr.success)
+    # The pandas data source caches the batch and every computed metric (Series the size of the table)
+    # for the life of the context; dropping it after the run lets that memory go. The next run adds it
+    # again; suites, validation results and Data Docs stay in the project.
+    del checkpoint, vd, batch_def, asset, source, cp_result, vr
+    ctx.data_sources.delete("replyloop")
+    return ValidationResult(success, stats, failed, failed_rows, docs)
