@@ -27,6 +27,11 @@ def roundtrip(lake):
     with lake.open("raw/a/dt=2026-11-21/y.jsonl") as fh:
         assert fh.read() == b"world\n"
     assert lake.exists("raw/a/dt=2026-11-20/x.jsonl") and not lake.exists("raw/a/nope")
+    lake.copy("raw/a/dt=2026-11-20/x.jsonl", "copies/x.jsonl")
+    assert lake.read_bytes("copies/x.jsonl") == b"hello\n"
+    with pytest.raises(LakeError, match="cannot .*nope"):
+        lake.copy("raw/a/nope", "copies/nope")
+    lake.delete("copies/")
     lake.delete("raw/a/dt=2026-11-20/x.jsonl")
     assert [o.key for o in lake.list("raw/")] == ["raw/a/dt=2026-11-21/y.jsonl"]
     assert lake.list("nothing/") == []
@@ -65,7 +70,7 @@ def test_ingest_from_s3(settings, bucket, tmp_path):
     manifest = run_ingest(settings.model_copy(update={"ingest_workers": 2}), lake=lake, now=now)
     c = manifest["counts"]
     assert c["raw"] == c["curated"] + c["quarantined"] + c["duplicates"] and c["curated"] > 30
-    assert lake.exists(f"curated/conversations/{manifest['snapshot_id']}/messages.parquet")
+    assert lake.exists(f"curated/conversations/{manifest['snapshot_id']}/parts/conversations/dt=2026-11-20.parquet")
     assert json.loads(lake.read_bytes(f"curated/conversations/{manifest['snapshot_id']}/manifest.json"))["lake"] \
         == f"s3://{bucket}/landing"
     single = run_ingest(settings.model_copy(update={"ingest_workers": 1}), lake=local, now=now)

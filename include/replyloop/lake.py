@@ -34,6 +34,7 @@ class Lake(Protocol):
     def open(self, key: str) -> BinaryIO: ...
     def read_bytes(self, key: str) -> bytes: ...
     def write_bytes(self, key: str, data: bytes) -> None: ...
+    def copy(self, source: str, target: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def url(self, key: str) -> str: ...
@@ -80,6 +81,19 @@ class LocalLake:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_bytes(data)
         tmp.replace(path)  # atomic: readers never see half a file
+
+    def copy(self, source: str, target: str) -> None:
+        """Copy an object within the lake (a hard link where the file system allows: objects are immutable)."""
+        src, dst = self._path(source), self._path(target)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+        try:
+            os.link(src, tmp)
+        except FileNotFoundError as exc:
+            raise LakeError(f"cannot copy {self.url(source)}: no such file") from exc
+        except OSError:
+            shutil.copyfile(src, tmp)
+        tmp.replace(dst)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -180,6 +194,13 @@ class S3Lake:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=io.BytesIO(data))
         except Exception as exc:
             raise self._wrap(exc, key) from exc
+
+    def copy(self, source: str, target: str) -> None:
+        """Server-side copy (multipart for large objects): the data does not pass through this process."""
+        try:
+            self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
+        except Exception as exc:
+            raise self._wrap(exc, source) from exc
 
     def exists(self, key: str) -> bool:
         try:

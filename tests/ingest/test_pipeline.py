@@ -244,14 +244,66 @@ def test_feedback_to_unknown_message_is_quarantined(settings, lake):
 
 
 def test_snapshot_is_parquet_with_contract_schema(settings, demo_lake):
-    from replyloop.contract import MESSAGE_SCHEMA
+    """One sorted Parquet file per partition, each with the contract's schema and the content hash that
+    the manifest records; the snapshot id hashes those."""
+    from replyloop.contract import FEEDBACK_SCHEMA, MESSAGE_SCHEMA
+    from replyloop.ingest.snapshot import digest, snapshot_id
 
     manifest = run_ingest(settings, lake=demo_lake, now=NOW)
-    raw = demo_lake.read_bytes(f"curated/conversations/{manifest['snapshot_id']}/messages.parquet")
-    assert pq.read_table(io.BytesIO(raw)).schema.names == MESSAGE_SCHEMA.names
-    stored = json.loads(demo_lake.read_bytes(f"curated/conversations/{manifest['snapshot_id']}/manifest.json"))
+    base = f"curated/conversations/{manifest['snapshot_id']}"
+    assert sorted(manifest["parts"]) == manifest["partitions"], "a file for every partition read"
+    assert {p.split("/")[0] for p in manifest["parts"]} == {"conversations", "twcs", "feedback"}
+    for name, entry in manifest["parts"].items():
+        table = pq.read_table(io.BytesIO(demo_lake.read_bytes(f"{base}/{entry['key']}")))
+        schema = FEEDBACK_SCHEMA if name.startswith("feedback/") else MESSAGE_SCHEMA
+        assert table.schema.names == schema.names and table.num_rows == entry["rows"]
+        assert digest(table.cast(schema)) == entry["sha256"], name
+        assert set(table["partition"].to_pylist()) <= {name}
+        frame = table.to_pandas()
+        keys = ["event_id"] if name.startswith("feedback/") else ["conversation_id", "turn"]
+        assert frame.equals(frame.sort_values(keys).reset_index(drop=True)), f"{name} is not sorted"
+    assert snapshot_id(manifest["parts"]) == manifest["snapshot_id"]
+    stored = json.loads(demo_lake.read_bytes(f"{base}/manifest.json"))
     assert stored["counts"] == manifest["counts"]
+    assert stored["totals"]["messages"] == len(read_snapshot(demo_lake)[1])
     assert isinstance(pd.Timestamp(stored["created_at"]), pd.Timestamp)
+
+
+def test_a_new_day_copies_the_other_partitions_without_reading_them(settings, lake):
+    lake.write_bytes("raw/conversations/dt=2026-11-21/a.jsonl", jsonl(conv("c-1", customer="Where is parcel 1?")))
+    first = run_ingest(settings, lake=lake, now=NOW)
+    lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl", jsonl(conv("c-2", customer="Where is parcel 2?")))
+    second = run_ingest(settings, lake=lake, now=NOW)
+    key = "parts/conversations/dt=2026-11-21.parquet"
+    old = lake.read_bytes(f"curated/conversations/{first['snapshot_id']}/{key}")
+    assert lake.read_bytes(f"curated/conversations/{second['snapshot_id']}/{key}") == old
+    assert second["parts"]["conversations/dt=2026-11-21"] == first["parts"]["conversations/dt=2026-11-21"]
+    assert second["totals"]["conversations"] == 2
+
+
+def test_a_snapshot_of_the_first_layout_is_read_and_carried_over(settings, lake):
+    """Snapshots written before the per-partition layout (one messages.parquet, one feedback.parquet)."""
+    import pyarrow as pa
+
+    from replyloop.contract import FEEDBACK_SCHEMA, MESSAGE_SCHEMA
+    from replyloop.ingest.snapshot import parquet_bytes
+
+    lake.write_bytes("raw/conversations/dt=2026-11-21/a.jsonl", jsonl(conv("c-1", customer="Where is parcel 1?")))
+    first = run_ingest(settings, lake=lake, now=NOW)
+    _, messages, feedback = read_snapshot(lake)
+    legacy = "curated/conversations/0123456789abcdef"
+    lake.write_bytes(f"{legacy}/messages.parquet", parquet_bytes(pa.Table.from_pandas(messages, schema=MESSAGE_SCHEMA,
+                                                                                      preserve_index=False)))
+    lake.write_bytes(f"{legacy}/feedback.parquet", parquet_bytes(pa.Table.from_pandas(feedback, schema=FEEDBACK_SCHEMA,
+                                                                                      preserve_index=False)))
+    lake.write_bytes(f"{legacy}/manifest.json", json.dumps({k: v for k, v in first.items() if k != "parts"}).encode())
+    lake.write_bytes(CURRENT_KEY, b"0123456789abcdef")
+    assert read_snapshot(lake)[1].equals(messages)
+    lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl", jsonl(conv("c-2", customer="Where is parcel 2?")))
+    second = run_ingest(settings, lake=lake, now=NOW)
+    assert second["previous_snapshot"] == "0123456789abcdef"
+    assert second["parts"]["conversations/dt=2026-11-21"] == first["parts"]["conversations/dt=2026-11-21"]
+    assert set(read_snapshot(lake)[1]["conversation_id"]) == {"c-1", "c-2"}
 
 
 def test_quarantine_can_be_replayed_after_a_hand_fix(settings, lake):

@@ -15,8 +15,6 @@ Rows stay in Arrow from the workers to the Parquet file; pandas is used for the 
 from __future__ import annotations
 
 import gc
-import hashlib
-import io
 import json
 import logging
 import multiprocessing
@@ -31,16 +29,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from replyloop.contract import (CURATED_PREFIX, CURRENT_KEY, FEEDBACK_SCHEMA, MESSAGE_SCHEMA, QUARANTINE_PREFIX,
-                                RAW_PREFIXES, SCHEMA_VERSION, STATE_PREFIX)
+from replyloop.contract import (CURRENT_KEY, FEEDBACK_SCHEMA, MESSAGE_SCHEMA, QUARANTINE_PREFIX, RAW_PREFIXES,
+                                SCHEMA_VERSION, STATE_PREFIX)
 from replyloop.ingest.curate import CurateConfig, Curated, Job, run_job
 from replyloop.ingest.dedup import Deduplicator
 from replyloop.ingest.readers import IngestError, Rejection
+from replyloop.ingest.snapshot import FEEDBACK_SORT, MESSAGE_SORT, Snapshot, read_manifest, read_snapshot, write_snapshot
 from replyloop.ingest.validate import preload as preload_gx
 from replyloop.ingest.validate import validate_messages
 from replyloop.lake import Lake, lake_for
@@ -225,81 +222,33 @@ def job_keys(res: Curated) -> list[str]:
 
 # -- snapshot ------------------------------------------------------------------------------------------
 
-def _snapshot_tables(lake: Lake, snapshot_id: str | None) -> tuple[pa.Table, pa.Table]:
-    if snapshot_id is None:
-        return MESSAGE_SCHEMA.empty_table(), FEEDBACK_SCHEMA.empty_table()
-    base = f"{CURATED_PREFIX}/{snapshot_id}"
-    messages = pq.read_table(io.BytesIO(lake.read_bytes(f"{base}/messages.parquet")))
-    feedback = pq.read_table(io.BytesIO(lake.read_bytes(f"{base}/feedback.parquet")))
-    return messages.cast(MESSAGE_SCHEMA), feedback.cast(FEEDBACK_SCHEMA)
-
-
-def _current(lake: Lake) -> str | None:
-    return lake.read_bytes(CURRENT_KEY).decode().strip() if lake.exists(CURRENT_KEY) else None
-
-
-def read_snapshot(lake: Lake, snapshot_id: str | None = None) -> tuple[str | None, pd.DataFrame, pd.DataFrame]:
-    """(snapshot id, messages, feedback) of a snapshot, CURRENT by default; empty frames when none."""
-    snapshot_id = snapshot_id or _current(lake)
-    messages, feedback = _snapshot_tables(lake, snapshot_id)
-    return snapshot_id, messages.to_pandas(), feedback.to_pandas()
-
-
-def read_manifest(lake: Lake, snapshot_id: str | None = None) -> dict | None:
-    snapshot_id = snapshot_id or _current(lake)
-    if snapshot_id is None:
-        return None
-    return json.loads(lake.read_bytes(f"{CURATED_PREFIX}/{snapshot_id}/manifest.json"))
-
-
-def _digest(*tables: pa.Table) -> str:
-    """Content hash of tables: column names, types, null masks and values, independent of how the Arrow
-    buffers happen to be laid out (read from Parquet or built in memory give the same id)."""
-    h = hashlib.sha256()
-    for table in tables:
-        for name in table.column_names:
-            col = table.column(name).combine_chunks()
-            h.update(f"{name}:{col.type}:{len(col)}".encode())
-            h.update(np.packbits(col.is_null().to_numpy(zero_copy_only=False)).tobytes())
-            if pa.types.is_string(col.type):
-                filled = col.fill_null("")
-                offsets = np.frombuffer(filled.buffers()[1], dtype=np.int32)[filled.offset: filled.offset + len(filled) + 1]
-                h.update((offsets - offsets[0]).tobytes())
-                h.update(memoryview(filled.buffers()[2])[offsets[0]: offsets[-1]] if len(filled) else b"")
-            else:
-                h.update(col.fill_null(0).to_numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _sorted_messages(tables: list[pa.Table]) -> pa.Table:
-    """The tables, concatenated and sorted by (conversation_id, turn), as the contract says. Consumes the
-    list: columns are sorted one at a time and each unsorted one is let go, so peak memory stays near one
-    copy of the rows (a whole-table sort holds two)."""
-    table = pa.concat_tables(tables)
-    tables.clear()
-    order = pc.sort_indices(table, sort_keys=[("conversation_id", "ascending"), ("turn", "ascending")])
+def _by_partition(new_msgs: pa.Table, fb_rows: list[dict], parts: list[Partition]) -> dict[str, pa.Table]:
+    """The new rows as one sorted table per re-read partition (an empty one where nothing was kept, so
+    the partition's old rows are replaced all the same). Consumes `new_msgs` column by column: sorting
+    holds about one copy of the rows, not two."""
+    order = pc.sort_indices(new_msgs, sort_keys=[("partition", "ascending"), *MESSAGE_SORT])
     columns = []
     for name in MESSAGE_SCHEMA.names:
-        columns.append(table.column(name).take(order).combine_chunks())
-        table = table.drop_columns([name])
+        columns.append(new_msgs.column(name).take(order).combine_chunks())
+        new_msgs = new_msgs.drop_columns([name])
         _release_memory()
-    return pa.Table.from_arrays(columns, schema=MESSAGE_SCHEMA)
+    ordered = pa.Table.from_arrays(columns, schema=MESSAGE_SCHEMA)
+    out, start = {}, 0
+    for entry in pc.value_counts(ordered["partition"]).to_pylist():  # in order of appearance: sorted
+        out[entry["values"]] = ordered.slice(start, entry["counts"])
+        start += entry["counts"]
+    feedback = pa.Table.from_pylist(fb_rows, schema=FEEDBACK_SCHEMA).sort_by(FEEDBACK_SORT)
+    for part in parts:
+        if part.kind == "feedback":
+            out[part.name] = feedback.filter(pc.equal(feedback["partition"], part.name))
+        elif part.name not in out:
+            out[part.name] = MESSAGE_SCHEMA.empty_table()
+    return out
 
 
 def _release_memory() -> None:
     """Hand memory that Arrow's allocator keeps for reuse back to the system (large batches)."""
     pa.default_memory_pool().release_unused()
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
-
-
-def _count_distinct(table: pa.Table, column: str, mask: pa.Array | None = None) -> int:
-    values = table.column(column) if mask is None else table.filter(mask).column(column)
-    return int(pc.count_distinct(values).as_py()) if len(values) else 0
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -325,19 +274,13 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     if date and not parts:
         prefixes = ", ".join(lake.url(f"{p}/dt={date}/") for p in RAW_PREFIXES.values())
         raise IngestError(f"no landing data for dt={date}: nothing under {prefixes}")
-    prev_id = _current(lake)
+    prev = Snapshot.current(lake)
     if not parts:
-        log.info("no new partitions under %s; CURRENT stays %s", lake.url("raw/"), prev_id)
-        manifest = read_manifest(lake) or {}
-        return {**manifest, "status": "no_new_data", "snapshot_id": prev_id}
+        log.info("no new partitions under %s; CURRENT stays %s", lake.url("raw/"), prev.id)
+        return {**prev.manifest, "status": "no_new_data", "snapshot_id": prev.id}
 
     rerun = sorted(p.name for p in parts)
-    prev_msgs, prev_fb = _snapshot_tables(lake, prev_id)
-    keep_msgs = prev_msgs.filter(pc.invert(pc.is_in(prev_msgs["partition"], pa.array(rerun))))
-    keep_fb = prev_fb.filter(pc.invert(pc.is_in(prev_fb["partition"], pa.array(rerun))))
-    del prev_msgs, prev_fb
     log.info("ingesting %d partition(s) into %s: %s", len(parts), lake.uri, ", ".join(rerun))
-
     batch = Batch()
     _read(lake, parts, settings, now, batch)
     by_name = {p.name: p for p in parts}
@@ -346,9 +289,9 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
                           f"{', '.join(lake.url(k) for k in batch.empty_files)} "
                           f"{'is' if len(batch.empty_files) == 1 else 'are'} empty. CURRENT was not changed.")
 
-    new_msgs = _deduplicate(batch, keep_msgs)
+    new_msgs = _deduplicate(batch, prev, set(rerun))
     new_msgs, validation = _validate(new_msgs, batch, settings, now)
-    fb_rows = _check_feedback(batch, keep_msgs, new_msgs, keep_fb)
+    fb_rows = _check_feedback(batch, prev, set(rerun), new_msgs)
 
     counts = {k: batch.counts[k] for k in ("raw", "curated", "quarantined", "duplicates")}
     if counts["raw"] != counts["curated"] + counts["quarantined"] + counts["duplicates"]:
@@ -360,17 +303,13 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     _write_quarantine(lake, batch, parts)
     _check_batch(settings, counts, parts, state, batch)
 
-    tables = [keep_msgs, new_msgs]
-    del keep_msgs, new_msgs
-    messages = _sorted_messages(tables)
-    feedback = pa.concat_tables([keep_fb, pa.Table.from_pylist(fb_rows, schema=FEEDBACK_SCHEMA)]).sort_by("event_id")
-    snapshot_id = _digest(messages, feedback)
-    manifest = {
-        "snapshot_id": snapshot_id,
+    new_parts = _by_partition(new_msgs, fb_rows, parts)
+    del new_msgs
+    manifest = write_snapshot(lake, prev, new_parts, {
         "schema_version": SCHEMA_VERSION,
         "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "lake": lake.uri,
-        "previous_snapshot": prev_id,
+        "previous_snapshot": prev.id,
         "partitions": rerun,
         "sources": batch.sources,
         "empty_files": batch.empty_files,
@@ -381,20 +320,8 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
         "pii_redactions": dict(sorted(batch.pii.items())),
         "validation": validation.summary() if validation else None,
         "quarantine": sorted(_quarantine_key(by_name[n]) for n in batch.rejections),
-        "totals": {"conversations": _count_distinct(messages, "conversation_id"), "messages": messages.num_rows,
-                   "train_conversations": _count_distinct(messages, "conversation_id",
-                                                          pc.equal(messages["split"], "train")),
-                   "eval_conversations": _count_distinct(messages, "conversation_id",
-                                                         pc.equal(messages["split"], "eval")),
-                   "feedback_events": feedback.num_rows},
-    }
-    base = f"{CURATED_PREFIX}/{snapshot_id}"
-    if not lake.exists(f"{base}/manifest.json"):  # immutable: an existing snapshot is never rewritten
-        lake.write_bytes(f"{base}/messages.parquet", _parquet_bytes(messages))
-        lake.write_bytes(f"{base}/feedback.parquet", _parquet_bytes(feedback))
-        lake.write_bytes(f"{base}/manifest.json", json.dumps(manifest, indent=2).encode())
-    else:
-        manifest = {**json.loads(lake.read_bytes(f"{base}/manifest.json")), "reingested": manifest}
+    })
+    snapshot_id = manifest["snapshot_id"]
     lake.write_bytes(CURRENT_KEY, snapshot_id.encode())
     for part in parts:
         lake.write_bytes(_state_key(part), json.dumps({
@@ -403,17 +330,28 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
         }).encode())
     secs = max(time.monotonic() - started, 1e-6)
     log.info("snapshot %s: raw=%d curated=%d quarantined=%d duplicates=%d (quarantined by reason %s); "
-             "total %d conversations; %.1fs, %.0f records/s", snapshot_id, counts["raw"], counts["curated"],
-             counts["quarantined"], counts["duplicates"], dict(batch.reasons),
-             manifest["totals"]["conversations"], secs, (counts["raw"] + fb["raw"]) / secs)
+             "total %d conversations in %d partition file(s); %.1fs, %.0f records/s", snapshot_id, counts["raw"],
+             counts["curated"], counts["quarantined"], counts["duplicates"], dict(batch.reasons),
+             manifest["totals"]["conversations"], len(manifest["parts"]), secs, (counts["raw"] + fb["raw"]) / secs)
     return {**manifest, "status": "ok"}
 
 
-def _deduplicate(batch: Batch, keep_msgs: pa.Table) -> pa.Table:
+def _seen_before(prev: Snapshot, skip: set[str], digests: list[str]) -> set[str]:
+    """The content hashes of the batch that the snapshot already holds (its files scanned one by one)."""
+    if not digests or not prev.parts:
+        return set()
+    values = pa.array(sorted(set(digests)))
+    found: set[str] = set()
+    for table in prev.scan(feedback=False, columns=["content_hash"], skip=skip):
+        column = table["content_hash"]
+        found.update(pc.unique(column.filter(pc.is_in(column, value_set=values))).to_pylist())
+    return found
+
+
+def _deduplicate(batch: Batch, prev: Snapshot, skip: set[str]) -> pa.Table:
     """Exact (also against the snapshot) and near duplicates out; the new message rows that stay."""
     started = time.monotonic()
-    known = pc.unique(keep_msgs["content_hash"]).to_pylist()
-    dedup = Deduplicator(known=known)
+    dedup = Deduplicator(known=_seen_before(prev, skip, batch.digests))
     signatures = np.concatenate(batch.signatures) if batch.signatures else np.zeros((0, 0), np.uint32)
     status = dedup.resolve(batch.digests, signatures)
     keep = np.fromiter((s is None for s in status), dtype=bool, count=len(status))
@@ -467,16 +405,20 @@ def _validate(new_msgs: pa.Table, batch: Batch, settings: Settings, now: datetim
     return new_msgs, validation
 
 
-def _check_feedback(batch: Batch, keep_msgs: pa.Table, new_msgs: pa.Table, keep_fb: pa.Table) -> list[dict]:
-    """Feedback must point at a curated message; an event id counts once."""
+def _check_feedback(batch: Batch, prev: Snapshot, skip: set[str], new_msgs: pa.Table) -> list[dict]:
+    """Feedback must point at a curated message; an event id counts once. Only the conversations and
+    events the batch refers to are looked up in the snapshot's files."""
     if not batch.feedback:
         return []
     wanted = pa.array(sorted({ev["conversation_id"] for ev in batch.feedback}))
     known: set[tuple[str, str]] = set()
-    for table in (keep_msgs, new_msgs):
-        rows = table.filter(pc.is_in(table["conversation_id"], wanted))
+    for table in (*prev.scan(feedback=False, columns=["conversation_id", "message_id"], skip=skip), new_msgs):
+        rows = table.filter(pc.is_in(table["conversation_id"], value_set=wanted))
         known.update(zip(rows["conversation_id"].to_pylist(), rows["message_id"].to_pylist()))
-    seen_events = set(keep_fb["event_id"].to_pylist())
+    events = pa.array(sorted({ev["event_id"] for ev in batch.feedback}))
+    seen_events: set[str] = set()
+    for table in prev.scan(feedback=True, columns=["event_id"], skip=skip):
+        seen_events.update(table.filter(pc.is_in(table["event_id"], value_set=events))["event_id"].to_pylist())
     fb_rows = []
     for ev in batch.feedback:
         if ev["event_id"] in seen_events:

@@ -127,7 +127,7 @@ def train(cfg: TrainConfig, settings: Settings | None = None, *, snapshot_id: st
                            "eval_examples": len(eval_ex), "trainable_params": trainable, "device": str(device),
                            "dtype": str(dtype).removeprefix("torch."), **{f"feedback_{k}": v for k, v in fb_stats.items()}})
         mlflow.log_input(mlflow.data.from_pandas(
-            _lineage_frame(train_convs), source=lake.url(f"curated/conversations/{snap_id}/messages.parquet"),
+            _lineage_frame(train_convs), source=lake.url(f"curated/conversations/{snap_id}/"),
             name=f"snapshot-{snap_id}"), context="training")
         mlflow.log_dict(cfg.to_dict(), "config/train.yaml")
         mlflow.log_dict(manifest, "data/manifest.json")
