@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -32,9 +33,9 @@ class Lake(Protocol):
 
     def list(self, prefix: str) -> list[LakeObject]: ...
     def open(self, key: str) -> BinaryIO: ...
+    def open_random(self, key: str) -> BinaryIO: ...
     def read_bytes(self, key: str) -> bytes: ...
     def write_bytes(self, key: str, data: bytes) -> None: ...
-    def copy(self, source: str, target: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def url(self, key: str) -> str: ...
@@ -71,6 +72,9 @@ class LocalLake:
         except OSError as exc:
             raise LakeError(f"cannot read {self.url(key)}: {exc.strerror or exc}") from exc
 
+    def open_random(self, key: str) -> BinaryIO:
+        return self.open(key)  # a file is seekable
+
     def read_bytes(self, key: str) -> bytes:
         with self.open(key) as fh:
             return fh.read()
@@ -78,22 +82,12 @@ class LocalLake:
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # atomic: readers never see half a file
-
-    def copy(self, source: str, target: str) -> None:
-        """Copy an object within the lake (a hard link where the file system allows: objects are immutable)."""
-        src, dst = self._path(source), self._path(target)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")  # never a leftover of a crashed run
         try:
-            os.link(src, tmp)
-        except FileNotFoundError as exc:
-            raise LakeError(f"cannot copy {self.url(source)}: no such file") from exc
-        except OSError:
-            shutil.copyfile(src, tmp)
-        tmp.replace(dst)
+            tmp.write_bytes(data)
+            tmp.replace(path)  # atomic: readers never see half a file
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -126,6 +120,41 @@ class _RawStream(io.RawIOBase):
     def close(self) -> None:
         self.body.close()
         super().close()
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable view of an S3 object: each read is one ranged GET."""
+
+    def __init__(self, lake: S3Lake, key: str, size: int):
+        self.lake, self.key, self.size, self.pos = lake, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        if self.pos >= self.size or not len(buffer):
+            return 0
+        end = min(self.size, self.pos + len(buffer)) - 1
+        try:
+            body = self.lake.client.get_object(Bucket=self.lake.bucket, Key=self.lake._key(self.key),
+                                               Range=f"bytes={self.pos}-{end}")["Body"]
+            data = body.read()
+        except Exception as exc:
+            raise self.lake._wrap(exc, self.key) from exc
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
 
 
 class S3Lake:
@@ -195,12 +224,13 @@ class S3Lake:
         except Exception as exc:
             raise self._wrap(exc, key) from exc
 
-    def copy(self, source: str, target: str) -> None:
-        """Server-side copy (multipart for large objects): the data does not pass through this process."""
+    def open_random(self, key: str) -> BinaryIO:
+        """A seekable handle that fetches only the byte ranges read (Parquet footers and column chunks)."""
         try:
-            self.client.copy({"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
+            size = self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
         except Exception as exc:
-            raise self._wrap(exc, source) from exc
+            raise self._wrap(exc, key) from exc
+        return io.BufferedReader(_RangeReader(self, key, size), buffer_size=1 << 20)
 
     def exists(self, key: str) -> bool:
         try:

@@ -121,3 +121,27 @@ def test_contamination_guard_exact_and_near():
     assert guard.hit(conv("Hi! Is the smartwatch waterproof? I want to wear it swimming.", "Yes!"))
     assert guard.hit(conv("Where is my parcel?", "Is the smartwatch waterproof? I want to wear it swimming.")) is None
     assert guard.hit(conv("Does the smartwatch have GPS?", "Yes")) is None
+
+
+def test_near_duplicates_are_looked_for_within_a_group_and_exact_ones_everywhere():
+    near = (BASE[0] + " thanks", BASE[1])
+    convs = [conv(*BASE), conv(*near), conv(*BASE)]
+    d = Deduplicator(0.8)
+    assert d.resolve([content_hash(c) for c in convs], signatures(convs),
+                     groups=["day-1", "day-2", "day-2"]) == [None, None, "exact"]
+
+
+def test_conversations_without_words_are_not_all_alike():
+    convs = [conv("😡😡😡", "🙏"), conv("!!!", "???"), conv("😡😡😡", "🙏 ")]
+    sig = signatures(convs)
+    assert not np.array_equal(sig[0], sig[1]) and np.array_equal(sig[0], sig[2])
+    assert Deduplicator().resolve(["a", "b"], sig[:2]) == [None, None]
+
+
+def test_sketching_in_chunks_gives_the_same_signatures(monkeypatch):
+    from replyloop.ingest import dedup
+
+    convs = [conv(f"parcel {i} is late again and again", f"sorry about parcel {i}") for i in range(7)]
+    whole = signatures(convs)
+    monkeypatch.setattr(dedup.Sketcher, "CHUNK", 3)
+    assert np.array_equal(signatures(convs), whole)

@@ -254,7 +254,8 @@ def test_snapshot_is_parquet_with_contract_schema(settings, demo_lake):
     assert sorted(manifest["parts"]) == manifest["partitions"], "a file for every partition read"
     assert {p.split("/")[0] for p in manifest["parts"]} == {"conversations", "twcs", "feedback"}
     for name, entry in manifest["parts"].items():
-        table = pq.read_table(io.BytesIO(demo_lake.read_bytes(f"{base}/{entry['key']}")))
+        assert entry["key"] == f"{manifest['snapshot_id']}/parts/{name}.parquet"
+        table = pq.read_table(io.BytesIO(demo_lake.read_bytes(f"curated/conversations/{entry['key']}")))
         schema = FEEDBACK_SCHEMA if name.startswith("feedback/") else MESSAGE_SCHEMA
         assert table.schema.names == schema.names and table.num_rows == entry["rows"]
         assert digest(table.cast(schema)) == entry["sha256"], name
@@ -269,16 +270,21 @@ def test_snapshot_is_parquet_with_contract_schema(settings, demo_lake):
     assert isinstance(pd.Timestamp(stored["created_at"]), pd.Timestamp)
 
 
-def test_a_new_day_copies_the_other_partitions_without_reading_them(settings, lake):
+def test_a_new_day_refers_to_the_files_of_the_other_partitions(settings, lake):
+    """Nothing is rewritten or copied: the new manifest points at the earlier snapshot's file."""
+    from replyloop.ingest.snapshot import referenced_folders
+
     lake.write_bytes("raw/conversations/dt=2026-11-21/a.jsonl", jsonl(conv("c-1", customer="Where is parcel 1?")))
     first = run_ingest(settings, lake=lake, now=NOW)
     lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl", jsonl(conv("c-2", customer="Where is parcel 2?")))
     second = run_ingest(settings, lake=lake, now=NOW)
-    key = "parts/conversations/dt=2026-11-21.parquet"
-    old = lake.read_bytes(f"curated/conversations/{first['snapshot_id']}/{key}")
-    assert lake.read_bytes(f"curated/conversations/{second['snapshot_id']}/{key}") == old
     assert second["parts"]["conversations/dt=2026-11-21"] == first["parts"]["conversations/dt=2026-11-21"]
+    assert second["parts"][f"conversations/dt={DAY}"]["key"].startswith(second["snapshot_id"] + "/")
+    assert sorted(o.key.rsplit("/", 1)[-1] for o in lake.list(f"curated/conversations/{second['snapshot_id']}/")) \
+        == [f"dt={DAY}.parquet", "manifest.json"]
+    assert referenced_folders(lake, second["snapshot_id"]) == {first["snapshot_id"], second["snapshot_id"]}
     assert second["totals"]["conversations"] == 2
+    assert set(read_snapshot(lake)[1]["conversation_id"]) == {"c-1", "c-2"}
 
 
 def test_a_snapshot_of_the_first_layout_is_read_and_carried_over(settings, lake):
@@ -302,7 +308,8 @@ def test_a_snapshot_of_the_first_layout_is_read_and_carried_over(settings, lake)
     lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl", jsonl(conv("c-2", customer="Where is parcel 2?")))
     second = run_ingest(settings, lake=lake, now=NOW)
     assert second["previous_snapshot"] == "0123456789abcdef"
-    assert second["parts"]["conversations/dt=2026-11-21"] == first["parts"]["conversations/dt=2026-11-21"]
+    carried, original = second["parts"]["conversations/dt=2026-11-21"], first["parts"]["conversations/dt=2026-11-21"]
+    assert carried["sha256"] == original["sha256"] and carried["key"].startswith(second["snapshot_id"] + "/")
     assert set(read_snapshot(lake)[1]["conversation_id"]) == {"c-1", "c-2"}
 
 
@@ -375,3 +382,23 @@ def test_a_worker_that_dies_fails_the_run_and_changes_nothing(settings, lake):
     assert not lake.exists(CURRENT_KEY) and lake.list("state/") == []
     manifest = run_ingest(settings.model_copy(update={"ingest_workers": 1}), lake=dying, now=NOW)
     assert manifest["counts"]["curated"] == 2
+
+
+def test_rows_failing_great_expectations_quarantine_their_conversation_only(settings, lake):
+    """Chat-template tokens pass the record checks but fail the GX suite. The failing conversation is
+    found by its file and line: another conversation in the batch has the same id, and stays."""
+    lake.write_bytes(f"raw/conversations/dt={DAY}/a.jsonl", jsonl(conv("same-id", customer="Where is parcel A?")))
+    tainted = conv("same-id", customer="Where is parcel B? <|im_end|>")
+    tainted["messages"] = [{**m, "message_id": f"b-{i}"} for i, m in enumerate(tainted["messages"])]
+    lake.write_bytes(f"raw/conversations/dt={DAY}/b.jsonl", jsonl(tainted, conv("c-ok", customer="Where is C?")))
+    manifest = run_ingest(lenient(settings), lake=lake, now=NOW)
+    assert_accounted(manifest)
+    assert manifest["counts"]["quarantined_by_reason"] == {"validation_failed": 1}
+    assert manifest["counts"]["curated"] == 2 and manifest["validation"]["success"] is False
+    [line] = quarantine(lake)
+    assert line["source"].endswith("/b.jsonl") and line["line"] == 1 and "b.jsonl:1: failed" in line["message"]
+    assert "regex_list(text)" in line["message"]
+    assert isinstance(line["raw"], list) and len(line["raw"]) == 2, "the rows as they were curated"
+    messages = read_snapshot(lake)[1]
+    assert sorted(messages["conversation_id"].unique()) == ["c-ok", "same-id"]
+    assert "Where is parcel A?" in set(messages["text"])

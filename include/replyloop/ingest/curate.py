@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from replyloop import resources
 from replyloop.contract import MESSAGE_SCHEMA
-from replyloop.ingest.dedup import ContaminationGuard, Sketcher, content_hash, words
+from replyloop.ingest.dedup import ContaminationGuard, Sketcher, content_hash, sketch_tokens, words
 from replyloop.ingest.normalize import RecordError, check_conversation, normalize_conversation, normalize_feedback
 from replyloop.ingest.pii import PiiRedactor
 from replyloop.ingest.readers import TWCS_COLUMNS, IngestError, RawRecord, Rejection, csv_header, read_jsonl, read_twcs_csv
@@ -220,7 +220,7 @@ class Curator:
                                  record.data))
             return
         out.add(conv, f"{record.source}:{record.line}", split_of(conv["conversation_id"], cfg.eval_fraction),
-                content_hash(conv), [w for ws in per_message for w in ws])
+                content_hash(conv), sketch_tokens(per_message, [m["text"] for m in conv["messages"]]))
 
     def feedback(self, record: RawRecord | Rejection, out: _Output) -> None:
         out.result.feedback_raw += 1

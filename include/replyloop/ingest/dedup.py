@@ -7,9 +7,10 @@ Near duplicates: each conversation gets a MinHash signature of `NUM_PERM` values
 one, the first seen is kept. Signatures are computed for thousands of conversations at once with numpy
 (multiply-add-shift hashing of crc32 word hashes, stable across processes, so parallel workers produce
 comparable signatures); a per-conversation MinHash object (datasketch) cost more than the rest of
-ingestion together. Candidates come from LSH banding, with the band count chosen so that recall is exact
-with respect to the estimate: a pair agreeing in all but `d` positions shares at least one of `d + 1`
-bands (pigeonhole), so every pair above the threshold is compared, and only those.
+ingestion together. Candidates come from LSH banding: the positions are split into d + 2 bands, d being
+the mismatches the threshold allows, and conversations are grouped by the keys of every *pair* of bands.
+A pair within the threshold leaves at least two bands whole, so it always shares a group: recall is exact
+with respect to the estimate, and groups are small, so few pairs below the threshold are compared.
 
 The contamination guard flags conversations whose customer text matches, or nearly matches, an
 evaluation or golden prompt, so those never reach training data.
@@ -70,12 +71,12 @@ _WORD_HASHES = _WordHashes()
 class Sketcher:
     """Collects the words of many conversations, then returns their MinHash signatures in one go."""
 
+    CHUNK = 20_000  # conversations sketched at a time: scratch memory stays bounded for any input size
+
     def __init__(self) -> None:
         self._hashes: list[int] = []
         self._lengths: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self._lengths)
+        self._done: list[np.ndarray] = []
 
     def add(self, conversation_words: Sequence[str]) -> None:
         cache = _WORD_HASHES
@@ -84,14 +85,22 @@ class Sketcher:
             hashes += [0] * (_SHINGLE - len(hashes))
         self._hashes.extend(hashes)
         self._lengths.append(len(hashes))
+        if len(self._lengths) >= self.CHUNK:
+            self._done.append(self._sketch())
 
     def signatures(self) -> np.ndarray:
         """(conversations, NUM_PERM) uint32, in the order they were added."""
+        parts = [*self._done, self._sketch()]
+        self._done = []
+        return np.concatenate(parts)
+
+    def _sketch(self) -> np.ndarray:
         lengths = np.asarray(self._lengths, dtype=np.int64)
         out = np.empty((len(lengths), NUM_PERM), dtype=np.uint32)
         if not len(lengths):
             return out
         flat = np.asarray(self._hashes, dtype=np.uint64)
+        self._hashes, self._lengths = [], []
         # shingle i = words i, i+1, i+2; valid when all three lie in the same conversation
         sh = flat[:-2] * _SH_MUL[0] + flat[1:-1] * _SH_MUL[1] + flat[2:] * _SH_MUL[2] + _SH_ADD
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
@@ -107,10 +116,18 @@ class Sketcher:
         return out
 
 
+def sketch_tokens(message_words: Sequence[Sequence[str]], texts: Sequence[str]) -> list[str]:
+    """What a conversation's signature is made of: its words, or, when it has none (emoji, punctuation),
+    its whitespace-separated pieces, so that such conversations are not all alike."""
+    tokens = [w for ws in message_words for w in ws]
+    return tokens or [t for text in texts for t in text.split()]
+
+
 def signatures(conversations: Sequence[dict]) -> np.ndarray:
     sketcher = Sketcher()
     for conv in conversations:
-        sketcher.add([w for m in conv["messages"] for w in words(m["text"])])
+        texts = [m["text"] for m in conv["messages"]]
+        sketcher.add(sketch_tokens([words(t) for t in texts], texts))
     return sketcher.signatures()
 
 
@@ -127,18 +144,25 @@ class Deduplicator:
         self.hashes: set[str] = set(known)
         self.agree = math.ceil(threshold * NUM_PERM)
 
-    def resolve(self, digests: Sequence[str], sigs: np.ndarray) -> list[str | None]:
-        """'exact', 'near' or None (kept) for each conversation."""
+    def resolve(self, digests: Sequence[str], sigs: np.ndarray,
+                groups: Sequence[str] | None = None) -> list[str | None]:
+        """'exact', 'near' or None (kept) for each conversation, the first seen being kept.
+
+        With `groups` (a label per conversation, e.g. its landing partition), near duplicates are only
+        looked for within a group, so the outcome for one group does not depend on which other groups
+        are in the batch; exact duplicates are looked for everywhere.
+        """
         status: list[str | None] = [None] * len(digests)
-        survivors = []
+        by_group: dict[str | None, list[int]] = {}
         for i, digest in enumerate(digests):
             if digest in self.hashes:
                 status[i] = "exact"
             else:
                 self.hashes.add(digest)
-                survivors.append(i)
-        for j in self._near(sigs[survivors]):
-            status[survivors[j]] = "near"
+                by_group.setdefault(groups[i] if groups is not None else None, []).append(i)
+        for members in by_group.values():
+            for j in self._near(sigs[members]):
+                status[members[j]] = "near"
         return status
 
     def _near(self, sig: np.ndarray) -> list[int]:

@@ -49,7 +49,7 @@ def parse_timestamp(value: Any, *, field: str, now: datetime) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RecordError("missing_field", f"{field} is missing")
     raw = value.strip()
-    if len(raw) == 20 and raw[10] == "T" and raw[19] == "Z":  # the canonical form: check it, keep it
+    if len(raw) == 20 and raw[4] == raw[7] == "-" and raw[10] == "T" and raw[19] == "Z":  # canonical: keep it
         try:
             datetime.fromisoformat(raw)
         except ValueError:

@@ -15,6 +15,7 @@ Rows stay in Arrow from the workers to the Parquet file; pandas is used for the 
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 import multiprocessing
@@ -34,8 +35,8 @@ import pyarrow.compute as pc
 
 from replyloop.contract import (CURRENT_KEY, FEEDBACK_SCHEMA, MESSAGE_SCHEMA, QUARANTINE_PREFIX, RAW_PREFIXES,
                                 SCHEMA_VERSION, STATE_PREFIX)
-from replyloop.ingest.curate import CurateConfig, Curated, Job, run_job
-from replyloop.ingest.dedup import Deduplicator
+from replyloop.ingest.curate import CONVERSATION_PART, CurateConfig, Curated, Job, run_job
+from replyloop.ingest.dedup import NUM_PERM, Deduplicator
 from replyloop.ingest.readers import IngestError, Rejection
 from replyloop.ingest.snapshot import FEEDBACK_SORT, MESSAGE_SORT, Snapshot, read_manifest, read_snapshot, write_snapshot
 from replyloop.ingest.validate import preload as preload_gx
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 _DT = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
 CONVERSATION_KINDS = ("conversations", "twcs")
 PARALLEL_MIN_BYTES = 8 << 20  # below this much text to parse, starting workers costs more than it saves
+MAX_AUTO_WORKERS = 8  # each worker holds numpy, pyarrow and a file's rows; set REPLYLOOP_INGEST_WORKERS for more
 GZIP_RATIO = 4  # JSONL and CSV of short messages compress about 4:1; a gzip file counts as 4x its size
 
 
@@ -70,8 +72,6 @@ class Batch:
     """What one run gathered from the curated jobs, merged in job order."""
 
     curated: list[Curated] = field(default_factory=list)
-    digests: list[str] = field(default_factory=list)
-    signatures: list[np.ndarray] = field(default_factory=list)
     feedback: list[dict] = field(default_factory=list)
     rejections: dict[str, list[dict]] = field(default_factory=dict)  # partition name -> quarantine lines
     counts: Counter = field(default_factory=Counter)
@@ -83,8 +83,6 @@ class Batch:
     raw_by_partition: Counter = field(default_factory=Counter)
 
     def merge(self, res: Curated, part: Partition, lake: Lake) -> None:
-        self.digests.extend(res.digests)
-        self.signatures.append(res.signatures)
         self.feedback.extend(res.feedback)
         if res.rejections:
             self.rejections.setdefault(part.name, []).extend(res.rejections)
@@ -102,8 +100,7 @@ class Batch:
             if items == 0:
                 self.empty_files.append(key)
                 log.warning("empty file: %s (no records)", lake.url(key))
-        # keep only the rows (needed after de-duplication); the rest now lives in the batch
-        res.digests, res.signatures, res.feedback, res.rejections = [], np.zeros((0, 0), np.uint32), [], []
+        res.feedback, res.rejections = [], []  # they live in the batch now
         self.curated.append(res)
 
     def quarantine(self, part_name: str, rej: Rejection, *, unit: str) -> None:
@@ -171,8 +168,20 @@ def _workers(settings: Settings, lake: Lake, jobs: list, total_bytes: int) -> in
         return min(settings.ingest_workers, len(jobs))
     if total_bytes < PARALLEL_MIN_BYTES:
         return 1
+    return max(1, min(available_cores(), MAX_AUTO_WORKERS, len(jobs)))
+
+
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (containers and pods
+    with a CPU limit see every core of the node in the affinity mask)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, len(jobs)))
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def _curate(jobs: list[tuple[Job, Partition]], workers: int) -> Iterator[tuple[Curated, Partition]]:
@@ -188,11 +197,24 @@ def _curate(jobs: list[tuple[Job, Partition]], workers: int) -> Iterator[tuple[C
             future, part = pending.popleft()  # let each result go once it is merged
             yield future.result(), part
     except BrokenProcessPool as exc:
+        _stop(pool)
         raise IngestError(f"an ingestion worker process died ({exc}); it may have run out of memory or been "
                           "killed. Nothing was written and CURRENT was not changed; re-run, or set "
                           "REPLYLOOP_INGEST_WORKERS=1 to ingest in one process.") from exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on an error, jobs not yet started are dropped
+    except BaseException:  # a job's error, a timeout or a kill of the task: do not wait for the other jobs
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Drop the jobs not started and end the workers now, rather than after their current file."""
+    workers = list(getattr(pool, "_processes", {}).values())  # no public handle before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        proc.terminate()
+    for proc in workers:
+        proc.join(timeout=10)
 
 
 def _read(lake: Lake, parts: list[Partition], settings: Settings, now: datetime, batch: Batch) -> None:
@@ -201,7 +223,7 @@ def _read(lake: Lake, parts: list[Partition], settings: Settings, now: datetime,
     jobs = _jobs(lake, parts, config)
     total_bytes = sum(p.size for p in parts)
     workers = _workers(settings, lake, jobs, total_bytes)
-    log.info("curating %d file job(s), ~%.0f MB to parse, with %d worker process(es)", len(jobs), total_bytes / 1e6,
+    log.info("curating %d file job(s), ~%.1f MB to parse, with %d worker process(es)", len(jobs), total_bytes / 1e6,
              workers)
     if workers > 1:
         preload_gx()  # the parent mostly waits on the workers meanwhile
@@ -210,22 +232,26 @@ def _read(lake: Lake, parts: list[Partition], settings: Settings, now: datetime,
         batch.merge(res, part, lake)
         records += res.records
         secs = max(time.monotonic() - started, 1e-6)
-        log.info("[%d/%d] %s: %d records (%d conversations passed, %d quarantined) in %.1fs; "
-                 "%d records so far, %.0f records/s", done, len(jobs), ", ".join(job_keys(res)), res.records,
-                 len(res.sizes), sum(res.reasons.values()) + sum(res.feedback_reasons.values()), res.seconds, records,
-                 records / secs)
+        if part.kind == "feedback":
+            what = f"{res.feedback_raw} feedback events ({sum(res.feedback_reasons.values())} quarantined)"
+        else:
+            what = f"{res.raw} conversations ({len(res.sizes)} passed, {sum(res.reasons.values())} quarantined)"
+        log.info("[%d/%d] %s %s: %s in %.1fs; %d records so far, %.0f records/s", done, len(jobs), part.name,
+                 ", ".join(_file_names(res)), what, res.seconds, records, records / secs)
 
 
-def job_keys(res: Curated) -> list[str]:
+def _file_names(res: Curated) -> list[str]:
     return [key.rsplit("/", 1)[-1] for key, _ in res.files] or [res.partition]
 
 
 # -- snapshot ------------------------------------------------------------------------------------------
 
-def _by_partition(new_msgs: pa.Table, fb_rows: list[dict], parts: list[Partition]) -> dict[str, pa.Table]:
+def _by_partition(holder: list[pa.Table], fb_rows: list[dict], parts: list[Partition]) -> dict[str, pa.Table]:
     """The new rows as one sorted table per re-read partition (an empty one where nothing was kept, so
-    the partition's old rows are replaced all the same). Consumes `new_msgs` column by column: sorting
-    holds about one copy of the rows, not two."""
+    the partition's old rows are replaced all the same). Takes the message table out of `holder` (the
+    only reference to it) and sorts it column by column, letting each unsorted column go: about one copy
+    of the rows is held, not two. The message tables returned are slices of one sorted table."""
+    new_msgs = holder.pop()
     order = pc.sort_indices(new_msgs, sort_keys=[("partition", "ascending"), *MESSAGE_SORT])
     columns = []
     for name in MESSAGE_SCHEMA.names:
@@ -289,7 +315,11 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
                           f"{', '.join(lake.url(k) for k in batch.empty_files)} "
                           f"{'is' if len(batch.empty_files) == 1 else 'are'} empty. CURRENT was not changed.")
 
-    new_msgs = _deduplicate(batch, prev, set(rerun))
+    rows, convs, sizes, sigs = _assemble(batch)
+    keep = _deduplicate(convs, sigs, batch, prev, set(rerun))
+    new_msgs = rows.filter(pa.array(np.repeat(keep, sizes)))
+    del rows, sigs
+    _release_memory()
     new_msgs, validation = _validate(new_msgs, batch, settings, now)
     fb_rows = _check_feedback(batch, prev, set(rerun), new_msgs)
 
@@ -303,8 +333,9 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     _write_quarantine(lake, batch, parts)
     _check_batch(settings, counts, parts, state, batch)
 
-    new_parts = _by_partition(new_msgs, fb_rows, parts)
+    holder = [new_msgs]
     del new_msgs
+    new_parts = _by_partition(holder, fb_rows, parts)
     manifest = write_snapshot(lake, prev, new_parts, {
         "schema_version": SCHEMA_VERSION,
         "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -348,37 +379,42 @@ def _seen_before(prev: Snapshot, skip: set[str], digests: list[str]) -> set[str]
     return found
 
 
-def _deduplicate(batch: Batch, prev: Snapshot, skip: set[str]) -> pa.Table:
-    """Exact (also against the snapshot) and near duplicates out; the new message rows that stay."""
+def _assemble(batch: Batch) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]:
+    """Every conversation that passed curation, in job order: message rows, conversation table (source,
+    partition, content hash...), messages per conversation, signatures. Takes the jobs' results out of
+    the batch one by one, so their tables go as soon as their rows are joined."""
+    convs = pa.concat_tables([CONVERSATION_PART.empty_table(), *(r.conversations for r in batch.curated)])
+    sizes = np.concatenate([np.zeros(0, np.int32), *(r.sizes for r in batch.curated)])
+    sigs = np.concatenate([np.zeros((0, NUM_PERM), np.uint32), *(r.signatures for r in batch.curated)])
+    rows = [MESSAGE_SCHEMA.empty_table()]
+    batch.curated.reverse()
+    while batch.curated:
+        res = batch.curated.pop()
+        rows.append(res.rows(np.ones(len(res.sizes), dtype=bool)))
+        del res
+    return pa.concat_tables(rows), convs, sizes, sigs
+
+
+def _deduplicate(convs: pa.Table, sigs: np.ndarray, batch: Batch, prev: Snapshot, skip: set[str]) -> np.ndarray:
+    """Exact duplicates (also of the snapshot) and near duplicates (within a partition, so that a day's
+    outcome does not depend on which days share the run); one flag per conversation: kept."""
     started = time.monotonic()
-    dedup = Deduplicator(known=_seen_before(prev, skip, batch.digests))
-    signatures = np.concatenate(batch.signatures) if batch.signatures else np.zeros((0, 0), np.uint32)
-    status = dedup.resolve(batch.digests, signatures)
+    digests = convs["content_hash"].to_pylist()
+    dedup = Deduplicator(known=_seen_before(prev, skip, digests))
+    status = dedup.resolve(digests, sigs, groups=convs["partition"].to_pylist())
     keep = np.fromiter((s is None for s in status), dtype=bool, count=len(status))
     for kind, n in Counter(s for s in status if s).items():
         batch.counts["duplicates"] += n
         batch.counts[f"duplicates.{kind}"] += n
     batch.counts["curated"] += int(keep.sum())
-    # job by job, letting each job's tables go as soon as its rows are out: peak memory stays near one
-    # copy of the rows
-    kept, first = [MESSAGE_SCHEMA.empty_table()], 0
-    batch.signatures, batch.digests = [], []
-    batch.curated.reverse()
-    while batch.curated:
-        res = batch.curated.pop()
-        n = len(res.sizes)
-        kept.append(res.rows(keep[first : first + n]))
-        first += n
-        del res
-    new_msgs = pa.concat_tables(kept)
-    _release_memory()
     log.info("de-duplication: %d conversations kept, %d exact and %d near duplicates (%.1fs)", int(keep.sum()),
              batch.counts["duplicates.exact"], batch.counts["duplicates.near"], time.monotonic() - started)
-    return new_msgs
+    return keep
 
 
 def _validate(new_msgs: pa.Table, batch: Batch, settings: Settings, now: datetime):
-    """Great Expectations over the new message rows; failing rows quarantine their whole conversation."""
+    """Great Expectations over the new message rows. Rows that fail quarantine their conversation, found
+    by its source location (`file:line`: unique, where conversation ids may repeat in a batch)."""
     if not new_msgs.num_rows:
         return new_msgs, None
     frame = new_msgs.to_pandas()
@@ -387,16 +423,15 @@ def _validate(new_msgs: pa.Table, batch: Batch, settings: Settings, now: datetim
     if validation.failed_rows:
         bad: dict[str, set[str]] = {}
         for idx, names in validation.failed_rows.items():
-            bad.setdefault(frame.at[idx, "conversation_id"], set()).update(names)
-        rows = frame[frame["conversation_id"].isin(bad)]
-        for conv_id, group in rows.groupby("conversation_id", sort=False):
+            bad.setdefault(frame.at[idx, "source"], set()).update(names)
+        for source, group in frame[frame["source"].isin(bad)].groupby("source", sort=False):
             first = group.iloc[0]
-            source, _, line = first["source"].rpartition(":")
+            key, _, line = source.rpartition(":")
             batch.counts["curated"] -= 1
             batch.quarantine(first["partition"], Rejection(
-                "validation_failed", f"{first['source']}: failed {', '.join(sorted(bad[conv_id]))}", source,
-                int(line), group.drop(columns=["content_hash", "split"]).to_dict("records")), unit="conversation")
-        new_msgs = new_msgs.filter(pc.invert(pc.is_in(new_msgs["conversation_id"], pa.array(sorted(bad)))))
+                "validation_failed", f"{source}: failed {', '.join(sorted(bad[source]))}", key, int(line),
+                group.drop(columns=["content_hash", "split"]).to_dict("records")), unit="conversation")
+        new_msgs = new_msgs.filter(pc.invert(pc.is_in(new_msgs["source"], value_set=pa.array(sorted(bad)))))
     del frame
     gc.collect()  # GX leaves its batch and metric caches in reference cycles
     _release_memory()
@@ -412,7 +447,8 @@ def _check_feedback(batch: Batch, prev: Snapshot, skip: set[str], new_msgs: pa.T
         return []
     wanted = pa.array(sorted({ev["conversation_id"] for ev in batch.feedback}))
     known: set[tuple[str, str]] = set()
-    for table in (*prev.scan(feedback=False, columns=["conversation_id", "message_id"], skip=skip), new_msgs):
+    for table in itertools.chain(prev.scan(feedback=False, columns=["conversation_id", "message_id"], skip=skip),
+                                 [new_msgs]):
         rows = table.filter(pc.is_in(table["conversation_id"], value_set=wanted))
         known.update(zip(rows["conversation_id"].to_pylist(), rows["message_id"].to_pylist()))
     events = pa.array(sorted({ev["event_id"] for ev in batch.feedback}))

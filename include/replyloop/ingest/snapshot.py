@@ -5,14 +5,16 @@
                                                                               or feedback events (feedback)
     curated/conversations/CURRENT                                            the id of the current snapshot
 
-A run writes the files of the partitions it read and copies the others from the previous snapshot (a hard
-link on a file system, a server-side copy on S3): it never loads the history, so its memory follows the
-size of the batch, not of the lake, and each snapshot folder stands on its own (it can be read, shipped
-or deleted alone). Files are sorted by (conversation_id, turn) or by event_id; the id of a snapshot hashes
-the names and content hashes of its files, so re-running a day yields the same id.
+A run writes the files of the partitions it read into its snapshot folder; its manifest lists those and,
+by key, the files of the other partitions where earlier snapshots wrote them. Files are never rewritten
+or copied: storage follows the data, and a run reads only the columns it needs of earlier files (range
+reads), never loading the history, so its memory follows the size of the batch. Files are sorted by
+(conversation_id, turn) or by event_id; the snapshot id hashes the partition names and the files'
+content hashes, so re-running a day yields the same id. A snapshot folder must therefore be kept while a
+later manifest refers to it (see `referenced_folders`).
 
 Snapshots written before the per-partition layout (one messages.parquet, one feedback.parquet) are read
-as well, and are carried over partition by partition by the next run.
+as well; the next run writes their partitions as files of its own snapshot.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -58,26 +61,34 @@ class Snapshot:
         self.lake, self.id = lake, snapshot_id
         self.base = f"{CURATED_PREFIX}/{snapshot_id}"
         self.manifest: dict = json.loads(lake.read_bytes(f"{self.base}/manifest.json")) if snapshot_id else {}
-        self._legacy: dict[str, pa.Table] | None = None
-        if snapshot_id and "parts" not in self.manifest:  # the first layout: two whole tables
-            messages = _read_parquet(lake, f"{self.base}/messages.parquet").cast(MESSAGE_SCHEMA)
-            feedback = _read_parquet(lake, f"{self.base}/feedback.parquet").cast(FEEDBACK_SCHEMA)
-            self._legacy = {}
-            for table in (messages, feedback):
-                for name in pc.unique(table["partition"]).to_pylist():
-                    self._legacy[name] = table.filter(pc.equal(table["partition"], name))
-        self.parts: dict[str, dict] = (self.manifest.get("parts", {}) if self._legacy is None else
-                                       {name: describe(name, t) for name, t in self._legacy.items()})
+        self.legacy = bool(snapshot_id) and "parts" not in self.manifest  # the first layout: two whole tables
 
     @classmethod
     def current(cls, lake: Lake) -> Snapshot:
         return cls(lake, current_id(lake))
 
+    @cached_property
+    def _legacy_tables(self) -> dict[str, pa.Table]:
+        messages = _read_parquet(self.lake, f"{self.base}/messages.parquet").cast(MESSAGE_SCHEMA)
+        feedback = _read_parquet(self.lake, f"{self.base}/feedback.parquet").cast(FEEDBACK_SCHEMA)
+        out = {}
+        for table in (messages, feedback):
+            for name in pc.unique(table["partition"]).to_pylist():
+                out[name] = table.filter(pc.equal(table["partition"], name))
+        return out
+
+    @cached_property
+    def parts(self) -> dict[str, dict]:
+        """Partition name -> manifest entry (key relative to curated/conversations/, rows, sha256...)."""
+        if self.legacy:
+            return {name: {**describe(name, t), "key": None} for name, t in self._legacy_tables.items()}
+        return self.manifest.get("parts", {})
+
     def read(self, partition: str, columns: list[str] | None = None) -> pa.Table:
-        if self._legacy is not None:
-            table = self._legacy[partition]
+        if self.legacy:
+            table = self._legacy_tables[partition]
             return table.select(columns) if columns else table
-        table = _read_parquet(self.lake, f"{self.base}/{self.parts[partition]['key']}", columns)
+        table = _read_parquet(self.lake, f"{CURATED_PREFIX}/{self.parts[partition]['key']}", columns)
         schema = schema_of(partition)
         return table.cast(pa.schema([schema.field(c) for c in columns]) if columns else schema)
 
@@ -93,14 +104,6 @@ class Snapshot:
         messages = pa.concat_tables([MESSAGE_SCHEMA.empty_table(), *self.scan(feedback=False)])
         feedback = pa.concat_tables([FEEDBACK_SCHEMA.empty_table(), *self.scan(feedback=True)])
         return messages.sort_by(MESSAGE_SORT), feedback.sort_by(FEEDBACK_SORT)
-
-    def carry_over(self, partition: str, target_base: str) -> None:
-        """Put this snapshot's file of `partition` into the snapshot at `target_base`."""
-        key = part_key(partition)
-        if self._legacy is not None:
-            self.lake.write_bytes(f"{target_base}/{key}", parquet_bytes(self._legacy[partition]))
-        else:
-            self.lake.copy(f"{self.base}/{self.parts[partition]['key']}", f"{target_base}/{key}")
 
 
 def read_snapshot(lake: Lake, snapshot_id: str | None = None) -> tuple[str | None, pd.DataFrame, pd.DataFrame]:
@@ -138,24 +141,34 @@ def snapshot_id(parts: dict[str, dict]) -> str:
 def write_snapshot(lake: Lake, previous: Snapshot, new_parts: dict[str, pa.Table], manifest: dict) -> dict:
     """Store the snapshot made of `previous` with the partitions of `new_parts` replaced (or added).
 
-    `new_parts` is consumed: each table is written and let go. Returns the manifest as stored (with
-    `snapshot_id` and `parts`); an existing snapshot with the same id is never rewritten.
+    `new_parts` is consumed: each table is written, then dropped. Returns the manifest as stored (with
+    `snapshot_id`, `totals` and `parts`); an existing snapshot with the same id is never rewritten.
     """
-    parts = {name: entry for name, entry in previous.parts.items() if name not in new_parts}
-    parts.update({name: describe(name, table) for name, table in new_parts.items()})
-    sid = snapshot_id(parts)
+    carried = {name: entry for name, entry in previous.parts.items() if name not in new_parts}
+    fresh = {name: describe(name, table) for name, table in new_parts.items()}
+    if previous.legacy:  # files of the first layout do not exist on their own: write them as new ones
+        fresh.update({name: entry for name, entry in carried.items()})
+        new_parts.update({name: previous.read(name) for name in carried})
+        carried = {}
+    sid = snapshot_id({**carried, **fresh})
     base = f"{CURATED_PREFIX}/{sid}"
-    manifest = {"snapshot_id": sid, **manifest, "totals": totals(parts), "parts": dict(sorted(parts.items()))}
+    for name, entry in fresh.items():
+        entry["key"] = f"{sid}/{part_key(name)}"
+    parts = dict(sorted({**carried, **fresh}.items()))
+    manifest = {"snapshot_id": sid, **manifest, "totals": totals(parts), "parts": parts}
     if lake.exists(f"{base}/manifest.json"):  # immutable
         new_parts.clear()
         return {**json.loads(lake.read_bytes(f"{base}/manifest.json")), "reingested": manifest}
     for name in sorted(new_parts):
-        lake.write_bytes(f"{base}/{part_key(name)}", parquet_bytes(new_parts.pop(name)))
-    for name in sorted(parts):
-        if not lake.exists(f"{base}/{part_key(name)}"):
-            previous.carry_over(name, base)
+        lake.write_bytes(f"{CURATED_PREFIX}/{parts[name]['key']}", parquet_bytes(new_parts.pop(name)))
     lake.write_bytes(f"{base}/manifest.json", json.dumps(manifest, indent=2).encode())  # last: marks it complete
     return manifest
+
+
+def referenced_folders(lake: Lake, snapshot_id: str) -> set[str]:
+    """The snapshot folders whose files a snapshot's manifest uses (retention must keep all of them)."""
+    parts = Snapshot(lake, snapshot_id).manifest.get("parts", {})
+    return {entry["key"].split("/", 1)[0] for entry in parts.values()} | {snapshot_id}
 
 
 def totals(parts: dict[str, dict]) -> dict:
@@ -194,7 +207,9 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def _read_parquet(lake: Lake, key: str, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(lake.read_bytes(key)), columns=columns)
+    """Only the column chunks asked for are read (a seekable handle: a local file, or S3 range requests)."""
+    with lake.open_random(key) as fh:
+        return pq.read_table(fh, columns=columns)
 
 
 def _count_distinct(table: pa.Table, column: str) -> int:
