@@ -1,6 +1,7 @@
-"""The distributed mode's storage, as docker/docker-compose.yaml wires it, on this machine's services:
-an MLflow tracking server whose backend store is PostgreSQL and whose artifacts are proxied to S3, and
-the lake on S3 (moto's server over HTTP on loopback, standing in for MinIO).
+"""The distributed mode's stores, as docker/docker-compose.yaml wires them, on this machine's services:
+an MLflow tracking server whose backend store is PostgreSQL and whose artifacts are proxied to S3, the
+lake on S3 (moto's server over HTTP on loopback, standing in for MinIO), and Airflow's metadata database
+on PostgreSQL. (The Celery executor and its Redis broker are not exercised here.)
 
 PostgreSQL is expected on 127.0.0.1:5432 (trust auth, user postgres). Where it is absent these tests
 skip, saying so, except under CI (`CI` set), where its absence is a failure.
@@ -141,3 +142,29 @@ def test_the_loop_with_mlflow_on_postgres_and_artifacts_and_lake_on_s3(mlflow_se
         mlflow.set_tracking_uri(None)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         get_settings.cache_clear()
+
+
+def test_airflow_metadata_on_postgres_runs_the_ingestion_dag(postgres_db, tmp_path):
+    """Airflow's metadata database on PostgreSQL, as in the compose file: migrate, then a DAG run whose
+    state is read back from PostgreSQL."""
+    import psycopg2
+
+    from replyloop.demo_data import generate_landing
+    from replyloop.lake import LocalLake
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    home = tmp_path / "home"
+    generate_landing(LocalLake(home / "lake").write_bytes, start_date=date(2026, 11, 20), days=1,
+                     conversations_per_day=40)
+    env = {**os.environ, "REPLYLOOP_HOME": str(home), "AIRFLOW_HOME": str(tmp_path / "airflow"),
+           "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(repo, "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_db, "GX_ANALYTICS_ENABLED": "False"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    for args in (["db", "migrate"], ["dags", "reserialize"], ["dags", "test", "ingest_conversations"]):
+        out = subprocess.run([airflow, *args], env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, f"airflow {' '.join(args)}:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    with psycopg2.connect(postgres_db.replace("+psycopg2", "")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT state FROM dag_run WHERE dag_id = 'ingest_conversations'")
+        assert cur.fetchall() == [("success",)]
+    assert (home / "lake" / "curated" / "conversations" / "CURRENT").exists()
