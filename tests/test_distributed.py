@@ -145,8 +145,8 @@ def test_the_loop_with_mlflow_on_postgres_and_artifacts_and_lake_on_s3(mlflow_se
 
 
 def test_airflow_metadata_on_postgres_runs_the_ingestion_dag(postgres_db, tmp_path):
-    """Airflow's metadata database on PostgreSQL, as in the compose file: migrate, then a DAG run whose
-    state is read back from PostgreSQL."""
+    """Airflow's metadata database on PostgreSQL, as in the compose file: migrate, then a DAG run (its
+    task curating files in worker processes) whose state is read back from PostgreSQL."""
     import psycopg2
 
     from replyloop.demo_data import generate_landing
@@ -158,7 +158,8 @@ def test_airflow_metadata_on_postgres_runs_the_ingestion_dag(postgres_db, tmp_pa
                      conversations_per_day=40)
     env = {**os.environ, "REPLYLOOP_HOME": str(home), "AIRFLOW_HOME": str(tmp_path / "airflow"),
            "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(repo, "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_db, "GX_ANALYTICS_ENABLED": "False"}
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_db, "GX_ANALYTICS_ENABLED": "False",
+           "REPLYLOOP_INGEST_WORKERS": "2"}  # worker processes spawned from inside an Airflow task
     env.pop("MLFLOW_TRACKING_URI", None)
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
     for args in (["db", "migrate"], ["dags", "reserialize"], ["dags", "test", "ingest_conversations"]):
@@ -168,3 +169,4 @@ def test_airflow_metadata_on_postgres_runs_the_ingestion_dag(postgres_db, tmp_pa
         cur.execute("SELECT state FROM dag_run WHERE dag_id = 'ingest_conversations'")
         assert cur.fetchall() == [("success",)]
     assert (home / "lake" / "curated" / "conversations" / "CURRENT").exists()
+    assert "with 2 worker process(es)" in out.stdout + out.stderr
