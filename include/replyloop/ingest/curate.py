@@ -68,7 +68,6 @@ class Curated:
     conversations: pa.Table  # CONVERSATION_PART, one row per passing conversation
     messages: pa.Table  # MESSAGE_PART, one row per message of those
     sizes: np.ndarray  # messages per passing conversation
-    digests: list[str]
     signatures: np.ndarray  # (passing conversations, NUM_PERM) uint32
     feedback: list[dict] = field(default_factory=list)
     rejections: list[dict] = field(default_factory=list)  # quarantine lines
@@ -84,13 +83,10 @@ class Curated:
     def records(self) -> int:
         return self.raw + self.feedback_raw
 
-    def rows(self, keep: np.ndarray) -> pa.Table:
-        """MESSAGE_SCHEMA rows of the conversations where `keep` (one flag per conversation) is true."""
-        convs, msgs, sizes = self.conversations, self.messages, self.sizes
-        if not keep.all():
-            convs, msgs, sizes = convs.filter(pa.array(keep)), msgs.filter(pa.array(np.repeat(keep, sizes))), sizes[keep]
-        expanded = convs.take(pa.array(np.repeat(np.arange(len(sizes)), sizes)))
-        columns = [expanded.column(name) if name in CONVERSATION_FIELDS else msgs.column(name)
+    def rows(self) -> pa.Table:
+        """The MESSAGE_SCHEMA rows: conversation fields repeated on each of their messages."""
+        expanded = self.conversations.take(pa.array(np.repeat(np.arange(len(self.sizes)), self.sizes)))
+        columns = [expanded.column(name) if name in CONVERSATION_FIELDS else self.messages.column(name)
                    for name in MESSAGE_SCHEMA.names]
         return pa.Table.from_arrays(columns, schema=MESSAGE_SCHEMA)
 
@@ -109,13 +105,12 @@ class _Output:
         self.conversations: dict[str, list] = {name: [] for name in CONVERSATION_FIELDS}
         self.messages: dict[str, list] = {name: [] for name in MESSAGE_FIELDS}
         self.sizes: list[int] = []
-        self.digests: list[str] = []
         self.sketcher = Sketcher()
         self.result = Curated(partition, CONVERSATION_PART.empty_table(), MESSAGE_PART.empty_table(),
-                              np.zeros(0, np.int32), [], np.zeros((0, 0), np.uint32))
+                              np.zeros(0, np.int32), np.zeros((0, 0), np.uint32))
 
     def reject(self, rej: Rejection, *, unit: str = "conversation") -> None:
-        self.result.rejections.append({**rej.to_json(), "partition": self.partition, "unit": unit})
+        self.result.rejections.append(rej.quarantine_line(self.partition, unit))
         if unit == "conversation":
             self.result.reasons[rej.reason] += 1
         else:
@@ -132,7 +127,6 @@ class _Output:
         for name in ("message_id", "role", "author_id", "text", "created_at"):
             cols[name].extend([m[name] for m in msgs])
         self.sizes.append(len(msgs))
-        self.digests.append(digest)
         self.sketcher.add(conversation_words)
 
     def finish(self, started: float) -> Curated:
@@ -140,7 +134,6 @@ class _Output:
         res.conversations = pa.table(self.conversations, schema=CONVERSATION_PART)
         res.messages = pa.table(self.messages, schema=MESSAGE_PART)
         res.sizes = np.asarray(self.sizes, dtype=np.int32)
-        res.digests = self.digests
         res.signatures = self.sketcher.signatures()
         res.seconds = time.perf_counter() - started
         return res

@@ -18,6 +18,7 @@ evaluation or golden prompt, so those never reach training data.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import re
@@ -44,8 +45,6 @@ def words(text: str) -> list[str]:
 
 
 def content_hash(conv: dict) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for m in conv["messages"]:
         h.update(m["role"].encode())

@@ -87,12 +87,10 @@ class Batch:
         if res.rejections:
             self.rejections.setdefault(part.name, []).extend(res.rejections)
         self.counts["raw"] += res.raw
-        self.counts["quarantined"] += sum(res.reasons.values())
-        self.reasons.update(res.reasons)
         self.feedback_counts["raw"] += res.feedback_raw
-        for reason, n in res.feedback_reasons.items():
-            self.feedback_counts["quarantined"] += n
-            self.feedback_counts[f"quarantined.{reason}"] += n
+        for unit, reasons in (("conversation", res.reasons), ("feedback", res.feedback_reasons)):
+            for reason, n in reasons.items():
+                self._count_quarantined(unit, reason, n)
         self.pii.update(res.pii)
         self.raw_by_partition[part.name] += res.records
         for key, items in res.files:
@@ -104,13 +102,16 @@ class Batch:
         self.curated.append(res)
 
     def quarantine(self, part_name: str, rej: Rejection, *, unit: str) -> None:
-        self.rejections.setdefault(part_name, []).append({**rej.to_json(), "partition": part_name, "unit": unit})
+        self.rejections.setdefault(part_name, []).append(rej.quarantine_line(part_name, unit))
+        self._count_quarantined(unit, rej.reason, 1)
+
+    def _count_quarantined(self, unit: str, reason: str, n: int) -> None:
         if unit == "conversation":
-            self.counts["quarantined"] += 1
-            self.reasons[rej.reason] += 1
+            self.counts["quarantined"] += n
+            self.reasons[reason] += n
         else:
-            self.feedback_counts["quarantined"] += 1
-            self.feedback_counts[f"quarantined.{rej.reason}"] += 1
+            self.feedback_counts["quarantined"] += n
+            self.feedback_counts[f"quarantined.{reason}"] += n
 
 
 # -- discovery ---------------------------------------------------------------------------------------
@@ -390,7 +391,7 @@ def _assemble(batch: Batch) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]
     batch.curated.reverse()
     while batch.curated:
         res = batch.curated.pop()
-        rows.append(res.rows(np.ones(len(res.sizes), dtype=bool)))
+        rows.append(res.rows())
         del res
     return pa.concat_tables(rows), convs, sizes, sigs
 

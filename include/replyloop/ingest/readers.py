@@ -42,6 +42,10 @@ class Rejection:
     raw: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def quarantine_line(self, partition: str, unit: str) -> dict[str, Any]:
+        """The line written to the quarantine file of `partition`; `unit` is conversation or feedback."""
+        return {**self.to_json(), "partition": partition, "unit": unit}
+
     def to_json(self) -> dict[str, Any]:
         raw = self.raw
         if isinstance(raw, str) and len(raw) > RAW_PREVIEW_CHARS:
