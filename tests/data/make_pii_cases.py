@@ -8,7 +8,7 @@ substring exactly as it appears (each occurrence is labelled); an empty list is 
 IBANs, addresses with units, handles glued to punctuation, scheme-less URLs, plus-tagged or subdomain
 emails, PII next to emoji or HTML entities...).
 
-The labels follow the policy in `replyloop.ingest.pii` (module docstring): order/tracking numbers,
+The labels follow the policy in `replyloop.pii` (module docstring): order/tracking numbers,
 prices, dates, model numbers, bare domains without a path and the brand handle @AcmeSupport are not PII.
 The values are fictitious (555-01xx, Ofcom drama numbers, documentation IP ranges, test card numbers or
 random Luhn-valid numbers, random IBANs with a correct checksum).

@@ -73,8 +73,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["PLACEHOLDERS", "KINDS", "PiiSpan", "PiiRedactor", "find_leaks", "score", "NaiveRedactor",
-           "luhn_ok", "iban_ok"]
+__all__ = ["PLACEHOLDERS", "KINDS", "REPLY_KINDS", "PiiSpan", "PiiRedactor", "find_leaks", "check_reply",
+           "score", "NaiveRedactor", "luhn_ok", "iban_ok"]
 
 PLACEHOLDERS: dict[str, str] = {
     "EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "URL": "[URL]", "HANDLE": "[HANDLE]",
@@ -675,6 +675,88 @@ def find_leaks(text: str, *, keep_handles: Iterable[str] | None = None) -> list[
     if redactor is None:
         redactor = _LEAK_REDACTORS.setdefault(key, PiiRedactor(keep_handles=key))
     return redactor.find(text)
+
+
+# === output check: personal data in a generated reply =============================================
+REPLY_KINDS: tuple[str, ...] = ("ECHO", *KINDS, "NAME")  # ECHO first: a repeated value is reported as echo
+_REPLY_PRIORITY = {kind: i for i, kind in enumerate(REPLY_KINDS)}
+_GREETING = re.compile(
+    r"(?<![\w'’])(?:hi|hello|hey|hiya|heya|howdy|dear|greetings|good\s(?:morning|afternoon|evening)|morning|"
+    r"thanks|thank\syou|cheers|welcome)\b[ \t,]*"
+    r"(?:(?P<title>(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof)\.?)\s+)?"
+    r"(?P<name>[^\W\d_][^\W\d_'’-]*(?:['’-][^\W\d_]+)?(?:\s[A-Z][^\W\d_]+(?:['’-][^\W\d_]+)?)?)",
+    re.I,
+)
+# Capitalised words after a greeting that are not a person's name.
+_NOT_NAMES = frozenset(
+    "there here again all everyone everybody team folks friend friends guys y'all you yourself sir madam "
+    "maam ma'am mate pal buddy love dear customer customers user users valued member members support "
+    "again, so and for from we i our us it this that your thanks thank sorry please apologies happy great "
+    "welcome good glad hope just yes no ok okay sure thats that's there's what how why when where who "
+    "which can could would will shall may might let we're we've we'll i'm i've i'll you're it's "
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
+    "august september october november december today tomorrow tonight morning afternoon evening "
+    "again! everyone! a an the to in on at of by with as both back once".split())
+_PLACEHOLDER = re.compile(r"\[(?:" + "|".join(k for k in PLACEHOLDERS) + r")\]")
+
+
+def _brand_words() -> frozenset[str]:
+    try:
+        from replyloop.settings import get_settings
+
+        s = get_settings()
+        return frozenset({s.brand_name.lower(), s.brand_handle.lower()})
+    except Exception:  # settings unavailable (stand-alone use)
+        return frozenset()
+
+
+def _greeting_names(reply: str) -> list[Candidate]:
+    """Names right after a greeting ("Hi Liam", "Hello Maria,", "Dear Mr. Smith")."""
+    out: list[Candidate] = []
+    brands = _brand_words()
+    for m in _GREETING.finditer(reply):
+        name = m.group("name")
+        first = name.split()[0]
+        if not first[0].isupper() or first.lower() in _NOT_NAMES or first.lower() in brands:
+            continue
+        words = name.split()
+        if len(words) > 1 and (not words[1][0].isupper() or words[1].lower() in _NOT_NAMES
+                               or words[1].lower() in brands):
+            words = words[:1]  # "Hi Liam Thanks" -> "Liam"
+        start = m.start("title") if m.group("title") else m.start("name")
+        end = m.start("name") + len(" ".join(words))
+        out.append((start, end, _REPLY_PRIORITY["NAME"], "NAME"))
+    return out
+
+
+def _echoes(reply: str, prompts: Sequence[str]) -> list[Candidate]:
+    """Values the prompt's PII detector finds, and typed placeholders of the prompt, repeated in the reply."""
+    needles: set[str] = set()
+    for prompt in prompts:
+        needles.update(s.text for s in find_leaks(prompt) if len(s.text) >= 4)
+        needles.update(m.group() for m in _PLACEHOLDER.finditer(prompt))
+    out: list[Candidate] = []
+    for needle in needles:
+        pos = reply.find(needle)
+        while pos >= 0:
+            out.append((pos, pos + len(needle), _REPLY_PRIORITY["ECHO"], "ECHO"))
+            pos = reply.find(needle, pos + 1)
+    return out
+
+
+def check_reply(reply: str, *, prompt: str | Sequence[str] | None = None) -> list[PiiSpan]:
+    """Personal data in a GENERATED reply; an empty list means the reply is clean.
+
+    Every kind `find_leaks` knows (the configured brand handle excepted), names after a greeting as
+    ``NAME``, and the prompt's PII values or typed placeholders (``[EMAIL]``...) repeated in the reply as
+    ``ECHO``. `prompt` is the conversation the reply answers: one text or the texts of its turns.
+    """
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt or ())
+    cands = [(s.start, s.end, _REPLY_PRIORITY[s.kind], s.kind) for s in find_leaks(reply)]
+    cands += _greeting_names(reply)
+    if prompts:
+        cands += _echoes(reply, prompts)
+    return [PiiSpan(kind, s, e, reply[s:e]) for s, e, _, kind in _resolve(cands)]
 
 
 # === scoring against a labelled set ===============================================================
