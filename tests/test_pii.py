@@ -41,11 +41,17 @@ def kinds_of(redactor: PiiRedactor, text: str) -> list[tuple[str, str]]:
 
 
 # --- the labelled set -----------------------------------------------------------------------------
+def part(cases: list[dict], name: str) -> list[dict]:
+    return [c for c in cases if c["part"] == name]
+
+
 def test_labelled_set_is_large_and_varied(cases):
-    assert len(cases) >= 300
+    assert len(cases) >= 600
     assert len({c["id"] for c in cases}) == len(cases)
+    assert {c["part"] for c in cases} == {"dev", "heldout"}
+    assert len(part(cases, "heldout")) >= 200
     assert sum(c["hard"] for c in cases) >= 0.4 * len(cases)
-    assert sum(not c["spans"] for c in cases) >= 90
+    assert sum(not c["spans"] for c in cases) >= 150
     labelled_kinds = {s["kind"] for c in cases for s in c["spans"]}
     assert labelled_kinds <= set(PLACEHOLDERS)
     assert {"EMAIL", "PHONE", "CARD", "URL", "HANDLE", "ADDRESS", "ACCOUNT", "IBAN", "IP"} <= labelled_kinds
@@ -54,14 +60,22 @@ def test_labelled_set_is_large_and_varied(cases):
             assert span["text"] in c["text"], c["id"]
 
 
-def test_labelled_set_quality(cases, redactor):
-    result = score(redactor, cases)
+def test_labelled_set_quality_dev(cases, redactor):
+    result = score(redactor, part(cases, "dev"))
     overall = result["overall"]
-    assert overall["labelled"] >= 250
+    assert overall["labelled"] >= 280
     assert overall["recall"] >= 0.98, result["misses"]
-    assert overall["precision"] >= 0.95, result["false_positives"]
+    assert overall["precision"] >= 0.98, result["false_positives"]
     for kind, row in result["per_kind"].items():
         assert row["recall"] >= 0.9, (kind, row)
+
+
+def test_labelled_set_quality_heldout(cases, redactor):
+    """The held-out part was written before the detector changed and is never tuned on: a looser bar."""
+    result = score(redactor, part(cases, "heldout"))
+    assert result["overall"]["labelled"] >= 150
+    assert result["overall"]["recall"] >= 0.95, result["misses"]
+    assert result["overall"]["precision"] >= 0.95, result["false_positives"]
 
 
 def test_naive_baseline_is_clearly_worse(cases, redactor):
@@ -106,6 +120,21 @@ def test_non_luhn_numbers_are_not_cards(redactor, number):
     assert redactor.find(f"gift code {number} does not work") == []
 
 
+@pytest.mark.parametrize("label", ["card", "my card no.", "Visa", "debit card:", "Mastercard"])
+def test_mistyped_card_after_a_card_word_is_a_card(redactor, label):
+    assert not luhn_ok("4111111111111112")
+    assert kinds_of(redactor, f"{label} 4111 1111 1111 1112 declined") == [("CARD", "4111 1111 1111 1112")]
+
+
+@pytest.mark.parametrize("card", ["4111.1111.1111.1111", "4111  1111  1111  1111", "4111 - 1111 - 1111 - 1111"])
+def test_dotted_and_loosely_spaced_cards(redactor, card):
+    assert kinds_of(redactor, f"paid with {card} today") == [("CARD", card)]
+
+
+def test_gift_card_code_is_not_a_card(redactor):
+    assert redactor.find("gift card code 4111 1111 1111 1112 is invalid") == []
+
+
 def test_non_luhn_sixteen_digits_can_be_an_account_by_context(redactor):
     found = kinds_of(redactor, "account number 1234 5678 9012 3456 is wrong")
     assert found == [("ACCOUNT", "1234 5678 9012 3456")]
@@ -128,10 +157,24 @@ def test_valid_ibans_are_redacted(redactor, iban):
 
 
 @pytest.mark.parametrize("iban", ["DE89 3704 0044 0532 0130 01", "GB00 WEST 1234 5698 7654 32",
-                                  "DE89 3704 0044"])
-def test_ibans_failing_the_checksum_or_length_are_kept(redactor, iban):
-    assert not iban_ok(iban.replace(" ", ""))
-    assert redactor.find(f"is {iban} right?") == []
+                                  "nl91abna0417164301", "BE68.5390.0754.7035"])
+def test_iban_shaped_numbers_failing_the_checksum_are_redacted(redactor, iban):
+    assert not iban_ok(iban.replace(" ", "").replace(".", "").upper())
+    assert kinds_of(redactor, f"is {iban} right?") == [("IBAN", iban)]
+
+
+@pytest.mark.parametrize("text", ["is DE89 3704 0044 right?", "the NL91 speaker", "GB82 WEST 1234 is short",
+                                  "DE89 3704 0044 0532 0130 0012 3"])
+def test_iban_of_the_wrong_length_or_shape_is_kept(redactor, text):
+    assert redactor.find(text) == []
+
+
+def test_iban_lengths_come_from_the_registry():
+    from replyloop.pii import iban_shaped
+
+    assert iban_shaped("NO9386011117947") and not iban_shaped("NO93860111179470")  # NO: 15
+    assert iban_shaped("MT84MALT011000012345MTLCAST001S")  # MT: 31, letters in the BBAN
+    assert not iban_shaped("GB82123412345698765432")  # GB: the bank code is 4 letters
 
 
 @pytest.mark.parametrize("text, number", [
@@ -156,6 +199,23 @@ def test_phone_formats(redactor, phone):
     assert kinds_of(redactor, f"call me on {phone} after 5") == [("PHONE", phone)]
 
 
+@pytest.mark.parametrize("text, phone", [
+    ("ph.415.555.0132 after 5", "415.555.0132"), ("tel:+442079460958 desk", "+442079460958"),
+    ("call +44 161 496 0000 ext 55 today", "+44 161 496 0000 ext 55"),
+    ("call (212) 555-0123 x12 today", "(212) 555-0123 x12"), ("Handy 0171 2345678 bitte", "0171 2345678"),
+    ("appelez le 01 42 68 53 00 svp", "01 42 68 53 00"), ("call +91 22 2778 8000 now", "+91 22 2778 8000"),
+])
+def test_phonenumbers_formats(redactor, text, phone):
+    assert kinds_of(redactor, text) == [("PHONE", phone)]
+
+
+@pytest.mark.parametrize("text", ["Zustellung 03.12.2026 09:00", "delivered 2026-11-20 10:15",
+                                  "router 192.168.1.254/24 resets", "ISBN 978-0-306-40615-7",
+                                  "coupon 5512-4410-9921 expired"])
+def test_dates_ips_and_codes_are_not_phones(redactor, text):
+    assert "PHONE" not in [s.kind for s in redactor.find(text)]
+
+
 def test_international_phone_does_not_swallow_a_following_number(redactor):
     assert kinds_of(redactor, "+44 20 7946 0958 2025") == [("PHONE", "+44 20 7946 0958")]
 
@@ -169,7 +229,8 @@ def test_international_phone_does_not_swallow_a_following_number(redactor):
     "#BlackFriday deal missing", "@_@ confusing", "let's talk @10am", "email me at john@ lol",
     "bought on acme.com", "firmware 2.4.1.10 bricked it", "card ending in 4242",
     "tracking 1Z999AA10123456784", "3 days on the road",
-    "MacBook Air M2 8GB", "Lieferung am 01.02.2026 14:30",
+    "MacBook Air M2 8GB", "Lieferung am 01.02.2026 14:30", "the X201XE blender stopped",
+    "is the P401XA charger the same?", "the WH-CH720N left ear buzzes", "model T220EX vs T230EX?",
 ])
 def test_look_alikes_are_untouched(redactor, text):
     assert redactor.redact(text) == (text, Counter())
@@ -220,6 +281,17 @@ def test_urls(redactor, url):
 ])
 def test_addresses(redactor, address):
     assert kinds_of(redactor, f"ship to {address} please") == [("ADDRESS", address)]
+
+
+@pytest.mark.parametrize("text, postcode", [("I'm in M1 1AE now", "M1 1AE"), ("postcode SW1A1AA", "SW1A1AA"),
+                                             ("postcode is EC1A 1BB", "EC1A 1BB")])
+def test_uk_postcodes_of_real_areas(redactor, text, postcode):
+    assert kinds_of(redactor, text) == [("ADDRESS", postcode)]
+
+
+@pytest.mark.parametrize("text", ["the X20 1XE model", "my SW1A1AA bag", "the QA1 2BB valve"])
+def test_postcode_shapes_outside_real_areas_or_unspaced_are_kept(redactor, text):
+    assert redactor.find(text) == []
 
 
 def test_ipv4(redactor):

@@ -73,6 +73,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn as stdnum_luhn
+from stdnum import numdb
+
 __all__ = ["PLACEHOLDERS", "KINDS", "REPLY_KINDS", "PiiSpan", "PiiRedactor", "find_leaks", "check_reply",
            "score", "NaiveRedactor", "luhn_ok", "iban_ok"]
 
@@ -123,19 +128,29 @@ _URL_TRAIL = ".,;:!?'\")]}*"
 _CHUNK = re.compile(r"[0-9][0-9 ().+/-]*")  # a plain charset first: the scan runs in C
 _CHUNK_TRIM = " (.+/-"  # not a trailing ")": "(415)" ends with it
 
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,32}", re.A)
-_IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
-    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
-    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
-    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
-    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
-    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
-    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
-    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
-}
-_CARD = re.compile(r"(?<![\d+#.,/])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)", re.A)
-_SEP = re.compile(r"[ -]+")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ .-]?[A-Za-z0-9]){10,32}", re.A)
+_IBAN_SEPARATORS = " -."  # what stdnum.iban.compact strips
+
+
+def _iban_registry() -> dict[str, tuple[int, re.Pattern[str]]]:
+    """Country code -> (IBAN length, BBAN structure), from python-stdnum's copy of the SWIFT IBAN registry."""
+    kinds = {"n": "[0-9]", "a": "[A-Z]", "c": "[A-Z0-9]"}
+    out = {}
+    for _, cc, _, props, _ in numdb.get("iban").prefixes:
+        parts = re.findall(r"([1-9][0-9]*)!([nac])", props.get("bban", ""))
+        if parts:
+            pattern = "".join(f"{kinds[kind]}{{{n}}}" for n, kind in parts)
+            out[cc] = (4 + sum(int(n) for n, _ in parts), re.compile(pattern))
+    return out
+
+
+_IBAN_COUNTRIES = _iban_registry()
+# Card digits may be grouped with a space, dash or dot, also " - " or two spaces ("4111 - 1111 - ...").
+_CARD = re.compile(r"(?<![\d+#.,/])(?<!\d[ .-])\d(?:(?:[ .-]| [.-] |  )?\d){12,18}(?![ .-]?\d)", re.A)
+_SEP = re.compile(r"[ .-]+")
+# Words that make a 15-16 digit number a payment card even when a typo breaks its Luhn check.
+_CARD_WORDS = frozenset("card cards visa mastercard amex debit credit cc".split())
+_CARD_FILLERS = frozenset("no num number nr is was".split())  # not "code": a gift card's code is no card
 _DIGIT_RUN = re.compile(r"\d+")
 _SSN = re.compile(r"(?<![\d#-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])", re.A)
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -156,6 +171,14 @@ _PHONE = re.compile(
     """,
     re.X | re.A,  # ASCII \d and \w: faster, and phone numbers are ASCII
 )
+# Regions whose national formats (without +country code) are read by libphonenumber, most common first.
+PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IE", "AU", "IN")
+_PHONE_MIN_DIGITS, _PHONE_MAX_DIGITS = 7, 17  # chunks handed to libphonenumber (E.164: <= 15, +2 for an ext)
+_PHONE_EXT_WINDOW = 24
+_EXTENSION_HINT = re.compile(r",?\s?(?:ext|x\s?\d|#\s?\d)")  # an extension may follow a found phone
+# Chunks libphonenumber is not asked about: dates ("01.02.2026 14:30", "2026-11-20") and IPv4 addresses.
+_DATE_OR_IP = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}(?!\d)|\d{4}([./-])\d{1,2}\2\d{1,2}(?!\d)"
+                         r"|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\d)")  # characters after a chunk where an extension may stand
 _PHONE_TOKEN = re.compile(r"\d+|\D+")
 _PHONE_SEPARATORS = frozenset({" ", ".", "-", "(", ")", " (", ") ", ")-", ")."})
 
@@ -175,7 +198,17 @@ _NOT_STREET = frozenset(
     "order orders ticket tickets people second seconds secs block blocks mile miles km meter meters kids "
     "star stars euro euros dollar dollars pound pounds bucks".split()
 )
-_UK_POSTCODE = r"(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)\ ?\d[ABD-HJLNP-UW-Z]{2}(?!\w)(?<!\d[GTP]B)"  # not "8GB"
+# UK postcode areas (Royal Mail; a closed list since 2004) with the Crown dependencies: "any 1-2 letters,
+# digits, 2 letters" took product codes such as "X201XE" for postcodes.
+_UK_AREAS = (
+    "AB AL B BA BB BD BF BH BL BN BR BS BT CA CB CF CH CM CO CR CT CV CW DA DD DE DG DH DL DN DT DY E EC EH EN "
+    "EX FK FY G GL GU GY HA HD HG HP HR HS HU HX IG IM IP IV JE KA KT KW KY L LA LD LE LL LN LS LU M ME MK ML "
+    "N NE NG NN NP NR NW OL OX PA PE PH PL PO PR RG RH RM S SA SE SG SK SL SM SN SO SP SR SS ST SW SY TA TD TF "
+    "TN TQ TR TS TW UB W WA WC WD WF WN WR WS WV YO ZE").split()
+_UK_OUTWARD = rf"(?:(?:{'|'.join(sorted(_UK_AREAS, key=len, reverse=True))})\d[A-Z\d]?|GIR)"
+_UK_INWARD = r"\d[ABD-HJLNP-UW-Z]{2}(?!\w)(?<!\d[GTP]B)"  # not "8GB"
+# After a street or a city the space may be missing ("London SW1A1AA"); on its own it is required.
+_UK_POSTCODE = rf"{_UK_OUTWARD}\ ?{_UK_INWARD}"
 _UNIT = r"(?i:apt|apartment|suite|ste|unit|flat|fl|floor|rm|room|bldg|building)\.?\s?\#?[A-Za-z0-9-]{1,6}\b"
 _CITY = r"[A-Z][a-zà-ÿ]+(?:[ -][A-Z][a-zà-ÿ]+){0,2}"
 _TAIL = (rf"(?:,?\s(?:{_CITY},?\s)?(?:[A-Z]{{2}}\s\d{{5}}(?:-\d{{4}})?\b|{_UK_POSTCODE})"
@@ -193,7 +226,8 @@ _ADDRESS = re.compile(
     re.X,
 )
 _UNIT_BEFORE = re.compile(rf"\b{_UNIT},?\s$")  # "Flat 3, " right before the house number
-_POSTCODE = re.compile(rf"(?<![\w-]){_UK_POSTCODE}", re.X)
+_POSTCODE = re.compile(rf"(?<![\w-]){_UK_OUTWARD}\ {_UK_INWARD}", re.X)
+_POSTCODE_LABELLED = re.compile(rf"(?i:post\s?code|postal\scode)\W{{0,3}}(?i:is\s)?(?P<pc>{_UK_POSTCODE})", re.X)
 _ADDRESS_CONTINENTAL = re.compile(
     rf"""
     (?<![\w-])(?:                                                      # Hauptstraße 5 / 12 Hauptstraße
@@ -240,33 +274,30 @@ _NUMBER_KEYWORDS = ("acc", "a/c", "member", "customer", "client", "loyalty", "re
 _OPERATIONAL_WORDS = frozenset(
     "order ord invoice inv ticket case ref reference tracking track trk confirmation conf booking "
     "reservation shipment parcel package consignment serial s/n sku item model part po rma claim receipt "
-    "transaction txn awb waybill flight gate seat version firmware build fw".split())
+    "transaction txn awb waybill flight gate seat version firmware build fw isbn issn ean upc gtin asin "
+    "voucher coupon promo".split())
 _LABEL_FILLERS = frozenset("no num number nr id code is was".split())
 _LABEL_PUNCT = ".:#-=,;()'\""
 _LOOKBACK = 40
 
 
 # === validators ===================================================================================
-_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
-
-
 def luhn_ok(digits: str) -> bool:
-    """True when the digit string passes the Luhn (mod 10) check."""
-    if not (digits.isascii() and digits.isdigit()):
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        total += _LUHN_DOUBLE[d] if i & 1 else d
-    return total % 10 == 0
+    """True when the digit string passes the Luhn (mod 10) check (python-stdnum)."""
+    return digits.isascii() and digits.isdigit() and stdnum_luhn.is_valid(digits)
 
 
 def iban_ok(compact: str) -> bool:
-    """True for an IBAN (no separators, upper case) of its country's length passing mod 97."""
-    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not (compact.isascii() and compact.isalnum()):
-        return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+    """True for an IBAN (no separators) of its country's format passing mod 97 (python-stdnum)."""
+    return compact.isascii() and compact.isalnum() and stdnum_iban.is_valid(compact, check_country=False)
+
+
+def iban_shaped(compact: str) -> bool:
+    """Country code, two check digits and a BBAN of that country's length and structure; the checksum may
+    fail (customers mistype account numbers, and a mistyped one is still theirs)."""
+    country = _IBAN_COUNTRIES.get(compact[:2])
+    return (country is not None and len(compact) == country[0] and compact[2:4].isdigit()
+            and country[1].fullmatch(compact[4:]) is not None)
 
 
 def _operational(low: str, start: int) -> bool:
@@ -282,8 +313,12 @@ def _operational(low: str, start: int) -> bool:
     return False
 
 
-def _card_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The Luhn-valid card in a candidate run, allowing one stray group of <= 3 digits at either end."""
+def _card_span(text: str, start: int, end: int, mistyped_ok: bool) -> tuple[int, int] | None:
+    """The card in a candidate run, allowing one stray group of <= 3 digits at either end.
+
+    A card is Luhn-valid, 13-19 digits, starting 2-6; with `mistyped_ok` (a card word stands before it)
+    15-16 digits starting 3-6 are a card even when the Luhn check fails.
+    """
     groups = [(m.start(), m.end()) for m in _DIGIT_RUN.finditer(text, start, end)]
     options = [(0, len(groups))]
     if len(groups) > 1:
@@ -296,22 +331,35 @@ def _card_span(text: str, start: int, end: int) -> tuple[int, int] | None:
         digits = _SEP.sub("", text[s:e])
         if 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits):
             return s, e
+        if mistyped_ok and 15 <= len(digits) <= 16 and digits[0] in "3456":
+            return s, e
     return None
 
 
+def _card_word_before(low: str, start: int) -> bool:
+    """A card word ("card", "visa", "debit"...) labels the number at `start` ("card no. 4111...")."""
+    words = low[max(0, start - _LOOKBACK):start].rsplit(None, 4)
+    while words:
+        word = words.pop().strip(_LABEL_PUNCT)
+        if word and word not in _CARD_FILLERS:
+            return word in _CARD_WORDS
+    return False
+
+
 def _iban_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """Cut the candidate to its country's IBAN length (on an alphanumeric boundary) and check mod 97."""
-    want = _IBAN_LENGTHS.get(text[start:start + 2].upper())
-    if want is None:
+    """Cut the candidate to its country's IBAN length (on an alphanumeric boundary) and check its shape."""
+    country = _IBAN_COUNTRIES.get(text[start:start + 2].upper())
+    if country is None:
         return None
     count, pos = 0, start
-    while pos < end and count < want:
+    while pos < end and count < country[0]:
         if text[pos].isalnum():
             count += 1
         pos += 1
-    if count != want or (pos < len(text) and text[pos].isalnum()):
+    if count != country[0] or (pos < len(text) and text[pos].isalnum()):
         return None
-    return (start, pos) if iban_ok(_SEP.sub("", text[start:pos]).upper()) else None
+    compact = "".join(ch for ch in text[start:pos] if ch not in _IBAN_SEPARATORS).upper()
+    return (start, pos) if iban_shaped(compact) else None
 
 
 def _intl_end(text: str, start: int, end: int) -> int | None:
@@ -518,10 +566,13 @@ def _long_number(text: str, low: str, lead: int, first: int, e: int, body: str, 
                  cands: list[Candidate]) -> None:
     """Chunks of 6+ digits (from `first`, with a "+"/"(" prefix from `lead`): accounts, cards, phones, SSNs."""
     _account_before(text, low, lead, cands)
+    before = len(cands)
     if digits >= 13:
         _cards(text, low, first, e, cands)
     if digits >= 8:
         _phones(text, low, lead, e, cands)
+    if _PHONE_MIN_DIGITS <= digits <= _PHONE_MAX_DIGITS and _worth_a_library_call(text, low, lead, e, cands, before):
+        _library_phones(text, low, lead, e, cands)
     if digits >= 9 and "-" in body:
         stop = min(len(text), e + 2)
         _add(cands, "SSN", (m.span() for m in _SSN.finditer(text, first, stop) if m.start() < e))
@@ -535,7 +586,7 @@ def _ips(text: str, low: str, s: int, e: int, cands: list[Candidate]) -> None:
 
 def _iban_or_postcode(text: str, s: int, cands: list[Candidate]) -> int:
     """IBAN or UK postcode starting with the letters before the digits at `s`; returns the IBAN's end."""
-    if s >= 2 and text[s - 2:s].upper() in _IBAN_LENGTHS and (end := _iban_at(text, s - 2, cands)):
+    if s >= 2 and text[s - 2:s].upper() in _IBAN_COUNTRIES and (end := _iban_at(text, s - 2, cands)):
         return end
     if "A" <= text[s - 1] <= "Z":
         _postcode_at(text, s, cands)
@@ -565,15 +616,21 @@ def _iban_at(text: str, start: int, cands: list[Candidate]) -> int:
 
 
 def _postcode_at(text: str, digit: int, cands: list[Candidate]) -> None:
+    """A UK postcode whose outward code ends before `digit`: spaced, or compact after "postcode"."""
     for start in (digit - 1, digit - 2):
         if start >= 0 and "A" <= text[start] <= "Z" and (m := _POSTCODE.match(text, start)):
             cands.append((start, m.end(), _PRIORITY["ADDRESS"], "ADDRESS"))
+            return
+    for m in _POSTCODE_LABELLED.finditer(text, max(0, digit - 30), digit + 8):
+        if m.start("pc") < digit:
+            cands.append((m.start("pc"), m.end("pc"), _PRIORITY["ADDRESS"], "ADDRESS"))
             return
 
 
 def _cards(text: str, low: str, start: int, end: int, cands: list[Candidate]) -> None:
     for m in _CARD.finditer(text, start, end):
-        if (span := _card_span(text, m.start(), m.end())) and not _operational(low, m.start()):
+        span = _card_span(text, m.start(), m.end(), _card_word_before(low, m.start()))
+        if span and not _operational(low, m.start()):
             cands.append((span[0], span[1], _PRIORITY["CARD"], "CARD"))
 
 
@@ -589,6 +646,41 @@ def _phones(text: str, low: str, start: int, end: int, cands: list[Candidate]) -
             pos = stop
         pos = _next_phone_start(text, pos, end)
         if pos < 0:
+            return
+
+
+def _worth_a_library_call(text: str, low: str, lead: int, end: int, cands: list[Candidate], new: int) -> bool:
+    """Whether libphonenumber may find more than the rules did in the chunk text[lead:end] (it is slow).
+
+    Not for a chunk glued to a letter or digit ("A54335", a hex id), inside a URL or email, or covered by
+    a card; nor when the rules already found a phone there and no extension follows it.
+    """
+    if lead and text[lead - 1].isalnum():
+        return False
+    if any(c[0] <= lead < c[1] and c[3] in ("URL", "EMAIL") for c in cands[:new]):
+        return False
+    here = [c[3] for c in cands[new:] if c[0] <= lead < c[1]]
+    return "CARD" not in here and ("PHONE" not in here or _EXTENSION_HINT.match(low, end) is not None)
+
+
+def _library_phones(text: str, low: str, lead: int, end: int, cands: list[Candidate]) -> None:
+    """Phone numbers libphonenumber finds starting in the chunk text[lead:end] and valid for their country.
+
+    The matcher reads a window from one character before the chunk (its own context checks look there)
+    to a few words after it (an extension: "ext. 214", "x204"). A number with an international prefix is
+    read once; a national one in each of `PHONE_REGIONS` until one is valid.
+    """
+    if _operational(low, lead) or _DATE_OR_IP.match(text, lead):
+        return
+    lo = max(0, lead - 1)
+    window = text[lo:min(len(text), end + _PHONE_EXT_WINDOW)]
+    regions = ("GB",) if text.startswith(("+", "00", "(+"), lead) else PHONE_REGIONS  # GB dials out with 00
+    for region in regions:
+        found = [(lo + m.start, lo + m.end) for m in
+                 phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID)
+                 if lo + m.start < end]
+        if found:
+            _add(cands, "PHONE", found)
             return
 
 

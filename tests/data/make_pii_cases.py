@@ -651,8 +651,13 @@ def negative_cases() -> None:
         (f"{BRAND} it's 2026, why no dark mode?", "year"),
         (f"{BRAND} 🙏🙏🙏 please 😭 3 weeks", "emoji only and weeks"),
     ]
+    # Issue 10 changed the policy: an IBAN-shaped number is redacted whatever its checksum (mistyped ones
+    # are still the customer's account), so these two former negatives are labelled IBAN.
+    now_pii = {"IBAN with wrong checksum": "DE89 3704 0044 0532 0130 01",
+               "IBAN check digits 00": "GB00 WEST 1234 5698 7654 32"}
     for i, (t, note) in enumerate(rows):
-        add(f"neg-{i:03d}", t, [], note, hard=False)
+        spans = [("IBAN", now_pii[note])] if note in now_pii else []
+        add(f"neg-{i:03d}", t, spans, note, hard=False)
 
 
 # --- second batch: written after a first detector run, as a held-out check (kept to guard regressions) --
@@ -719,6 +724,67 @@ def heldout_cases() -> None:
     ]
     for i, (t, note) in enumerate(neg):
         add(f"held-neg-{i:02d}", t, [], note)
+
+
+# --- issue 10, dev part: mistyped IBANs/cards, libphonenumber formats, look-alikes (used for tuning) ----
+def issue10_dev_cases() -> None:
+    for i, cc in enumerate(["DE", "NL", "BE", "AT", "CH", "PL"]):
+        bad = mistype_dev(iban(cc, IBAN_BBAN[cc]() if cc in IBAN_BBAN else rand_digits(12)))
+        x = [spaced(bad), bad, spaced(bad).lower()][i % 3]
+        add(f"i10-iban-{i:02d}", f"{BRAND} refund IBAN {x} (I may have mistyped it)", [("IBAN", x)],
+            f"{cc} IBAN failing mod 97", hard=True)
+    raw = iban("ES", IBAN_BBAN["ES"]())
+    add("i10-iban-dot", f"{BRAND} cuenta {'.'.join(raw[i:i + 4] for i in range(0, len(raw), 4))} gracias",
+        [("IBAN", '.'.join(raw[i:i + 4] for i in range(0, len(raw), 4)))], "dot-separated groups", hard=True)
+    add("i10-iban-short", f"{BRAND} NL91 ABNA 0417 is that enough?", [], "IBAN too short for its country")
+    add("i10-iban-model", f"{BRAND} my NL40 speaker and the BE12 remote", [], "country letters + 2 digits")
+    for i, (word, sep) in enumerate([("card", " "), ("Visa", "-"), ("debit card no.", ""), ("Mastercard:", " ")]):
+        x = group(not_luhn(16, "45"[i % 2]), [4, 4, 4, 4], sep)
+        add(f"i10-card-{i:02d}", f"{BRAND} {word} {x} keeps getting declined", [("CARD", x)],
+            "mistyped card after a card word", hard=True)
+    x = group(luhn_complete("4", 16), [4, 4, 4, 4], ".")
+    add("i10-card-dot", f"{BRAND} paid with {x} yesterday", [("CARD", x)], "dotted card", hard=True)
+    x = group(luhn_complete("5", 16), [4, 4, 4, 4], "  ")
+    add("i10-card-2sp", f"{BRAND} charged  {x}  twice", [("CARD", x)], "double-spaced card", hard=True)
+    add("i10-card-gift", f"{BRAND} gift card code {group(not_luhn(16, '6'), [4, 4, 4, 4], ' ')} invalid", [],
+        "gift card code (not a payment card)")
+    phones = [
+        ("ph.312.555.0177", "312.555.0177", "dotted with ph. prefix"),
+        ("tel:+33612345678", "+33612345678", "tel: URI"),
+        ("+44 161 496 0000 ext 55", "+44 161 496 0000 ext 55", "UK with ext"),
+        ("(212) 555-0123 x12", "(212) 555-0123 x12", "US with x extension"),
+        ("+1 312 555 0177 extension 9", "+1 312 555 0177 extension 9", "extension spelled out"),
+        ("0171 2345678", "0171 2345678", "German mobile national"),
+        ("01 42 68 53 00", "01 42 68 53 00", "French landline national pairs"),
+        ("+61 3 9650 1234", "+61 3 9650 1234", "Australian Melbourne"),
+        ("+91 22 2778 8000", "+91 22 2778 8000", "Indian Mumbai landline"),
+        ("0044 20 7946 0999", "0044 20 7946 0999", "00 44 compact"),
+        ("+49 (0)89 1234567", "+49 (0)89 1234567", "DE with (0)"),
+        ("+1-646-555-0100", "+1-646-555-0100", "all dashes with +1"),
+    ]
+    for i, (shown, label, note) in enumerate(phones):
+        add(f"i10-phone-{i:02d}", f"{BRAND} my number is {shown}, call after 5", [("PHONE", label)], note,
+            hard=True)
+    looks = [
+        f"{BRAND} the X201XE blender stopped", f"{BRAND} is the P401XA charger the same as the P400?",
+        f"{BRAND} model T220EX vs T230EX?", f"{BRAND} my A15 2XE? no, the A152XE kettle",
+        f"{BRAND} delivered 2026-11-20 10:15, wrong item", f"{BRAND} Zustellung 03.12.2026 09:00",
+        f"{BRAND} order 07700900321 - status?", f"{BRAND} ISBN 978-0-306-40615-7 pages missing",
+        f"{BRAND} tracking 9261 2901 2345 6789 0123 45",
+        f"{BRAND} price went from £1,099.00 to £1,299.00", f"{BRAND} 3.5mm jack, 1.2m cable, 20.5cm",
+        f"{BRAND} coupon 5512-4410-9921 expired", f"{BRAND} the WH-CH720N left ear buzzes",
+    ]
+    for i, t in enumerate(looks):
+        add(f"i10-neg-{i:02d}", t, [], "look-alike (issue 10 dev)")
+    add("i10-ip-cidr", f"{BRAND} router at 192.168.1.254/24 resets", [("IP", "192.168.1.254")],
+        "IP with a CIDR suffix is an IP, not a phone", hard=True)
+
+
+def mistype_dev(value: str) -> str:
+    chars = list(value)
+    i = rng.choice([k for k, ch in enumerate(chars) if ch.isdigit()][4:])
+    chars[i] = str((int(chars[i]) + 5) % 10)
+    return "".join(chars)
 
 
 # === held-out part ================================================================================
@@ -984,6 +1050,7 @@ def main() -> None:
     negative_cases()
     heldout_cases()
     heldout_part()
+    issue10_dev_cases()  # after the held-out part: it draws from the shared stream
     n = len(cases)
     hard = sum(c["hard"] for c in cases)
     negative = sum(not c["spans"] for c in cases)
