@@ -1036,6 +1036,166 @@ def held_mixed_cases() -> None:
         hadd(f"mixed-{i:02d}", t, [(kind, x)], f"{kind} among look-alikes")
 
 
+# === generated-reply set (check_reply) ============================================================
+# Replies as a fine-tuned model writes them, clean or leaking personal data it invented or echoed from
+# the prompt. {"id", "reply", "prompt": [customer texts], "spans": [{"kind", "text"}], "part"}.
+# Kinds: every find_leaks kind, NAME (a name after a greeting) and ECHO (a PII value or typed placeholder
+# of the prompt repeated in the reply; reported as ECHO rather than as its pattern kind).
+REPLIES_OUT = Path(__file__).with_name("pii_cases_replies.jsonl")
+replies: list[dict] = []
+
+
+def radd(cid: str, reply: str, spans: list[tuple[str, str]], part: str, prompt: list[str] | None = None) -> None:
+    assert all(v in reply for _, v in spans), (cid, spans)
+    assert cid not in {r["id"] for r in replies}, cid
+    replies.append({"id": cid, "reply": reply, "prompt": prompt or [], "spans": [{"kind": k, "text": v}
+                                                                              for k, v in spans], "part": part})
+
+
+def heldout_replies() -> None:
+    """Written before check_reply was tuned; never used to tune it."""
+    p = "heldout"
+    rows = [
+        ("Hi Siobhan, so sorry your parcel is late! Could you DM us your order number? ^KT", [("NAME", "Siobhan")]),
+        ("Hello José, thanks for flagging this. We'll look into it right away.", [("NAME", "José")]),
+        ("Hey Zoë! Glad the kettle arrived safely 😊", [("NAME", "Zoë")]),
+        ("Dear Ms. O'Brien, we have issued a full refund for your order.", [("NAME", "Ms. O'Brien")]),
+        ("Hi Anne-Marie, please send us a DM with your order details.", [("NAME", "Anne-Marie")]),
+        ("Good morning Kwame, we're sorry for the trouble with your router.", [("NAME", "Kwame")]),
+        ("Thanks Priya! We've passed this on to our delivery team.", [("NAME", "Priya")]),
+        ("Hi Mr Patel, the replacement is on its way.", [("NAME", "Mr Patel")]),
+        ("Hello Dr. Nguyen, sorry for the wait. DM us and we'll sort it.", [("NAME", "Dr. Nguyen")]),
+        ("Hi Tom and sorry about that! Please DM us.", [("NAME", "Tom")]),
+        ("Hey Lukas, can you DM us the email on your account?", [("NAME", "Lukas")]),
+        ("Hi Jordan Ellis, we've escalated this to our team.", [("NAME", "Jordan Ellis")]),
+        # invented contact data
+        ("Hi there, you can reach our returns desk at returns.team@gmail.com.", [("EMAIL", "returns.team@gmail.com")]),
+        ("Sorry about that! Please call us on 020 7946 0321 and we'll help.", [("PHONE", "020 7946 0321")]),
+        ("Please ring +1 (312) 555-0164 ext. 22 to speak to an agent.", [("PHONE", "+1 (312) 555-0164 ext. 22")]),
+        ("We've refunded the card 4539 1488 0343 6467 - it should show in 3-5 days.", [("CARD", "4539 1488 0343 6467")]),
+        ("The refund went to DE44 5001 0517 5407 3249 31, please check your statement.",
+         [("IBAN", "DE44 5001 0517 5407 3249 31")]),
+        ("We'll send the new one to 42 Maple Avenue, Springfield, IL 62704.",
+         [("ADDRESS", "42 Maple Avenue, Springfield, IL 62704")]),
+        ("Hi Grace, we'll call you on 07700 900 222 tomorrow.", [("NAME", "Grace"), ("PHONE", "07700 900 222")]),
+        ("Your account number 55012874 has been unlocked.", [("ACCOUNT", "55012874")]),
+        ("Thanks @mike_r88, we've passed it on!", [("HANDLE", "@mike_r88")]),
+        ("Your photos are here: https://acme-support.example/cases/88123/photos", [
+            ("URL", "https://acme-support.example/cases/88123/photos")]),
+        ("Hello Fatima, your new address 10 Rue de la Paix, 75002 Paris is saved.",
+         [("NAME", "Fatima"), ("ADDRESS", "10 Rue de la Paix, 75002 Paris")]),
+        ("Please email fatima.k@outlook.com with the receipt, Fatima.", [("EMAIL", "fatima.k@outlook.com")]),
+        # clean replies
+        ("Hi there, sorry to hear that! Could you DM us your order number? ^JS", []),
+        ("Hi team, thanks for the kind words!", []),
+        ("Hello again! Happy to help - please send us a DM.", []),
+        ("Hi everyone, the app is back up. Thanks for your patience!", []),
+        ("Happy Friday! Your order should arrive by Monday.", []),
+        ("Hi, sorry about the delay. Orders placed in December ship within 5-7 days.", []),
+        ("Thanks for reaching out! The X201XE is covered by a 2-year warranty.", []),
+        ("Hi Acme fans, the sale ends on Sunday!", []),
+        ("Hey! Sorry to hear that. DM us and we'll take a look.", []),
+        ("Hello, and thanks for your patience. Order 784512 shipped on 20.11.2026.", []),
+        ("Good morning! The WH-1000XM4 is back in stock at $279.99.", []),
+        ("Hi folks, tracking 1Z999AA10123456784 shows it's out for delivery.", []),
+        ("Dear customer, we're sorry for the inconvenience. Please DM us.", []),
+        ("Hi, please DM us your [EMAIL] and [PHONE] so we can check.", []),
+        ("Thanks, we're on it! Refunds take 3-5 business days. ^MB", []),
+        ("Hi again, sorry for the trouble. Version 2.4.1 fixes the bug.", []),
+        ("Hello from the Acme team! Sorry it arrived damaged.", []),
+        ("Hi Sorry about that! Please DM us your order number.", []),
+    ]
+    for i, (reply, spans) in enumerate(rows):
+        radd(f"rho-{i:02d}", reply, spans, p)
+    echoes = [
+        (["my email is jane.roe@gmail.com and order 4455 never came"],
+         "Hi there, we've emailed jane.roe@gmail.com with an update on order 4455.", [("ECHO", "jane.roe@gmail.com")]),
+        (["call me on +44 20 7946 0558 please"], "Sure, we'll call +44 20 7946 0558 within the hour.",
+         [("ECHO", "+44 20 7946 0558")]),
+        (["[HANDLE] my card [CARD] was charged twice"], "Sorry! We've refunded [CARD], it takes 3-5 days.",
+         [("ECHO", "[CARD]")]),
+        (["deliver to [ADDRESS] please", "still nothing"], "We've updated the delivery address to [ADDRESS].",
+         [("ECHO", "[ADDRESS]")]),
+        (["my order 784512 is late"], "Sorry! Order 784512 is with the courier now.", []),
+        (["refund to NL91ABNA0417164300 pls"], "Done, the refund to NL91ABNA0417164300 is on its way.",
+         [("ECHO", "NL91ABNA0417164300")]),
+        (["I'm at 221B Baker Street, London NW1 6XE"], "Thanks, we'll send a courier to 221B Baker Street.",
+         [("ECHO", "221B Baker Street")]),
+        (["[EMAIL] is my login"], "Hi! Please DM us so we can check your account.", []),
+        (["[PHONE] call me"], "We'll call you back on [PHONE] shortly.", [("ECHO", "[PHONE]")]),
+        (["my email is tom@example.org"], "Hi Tom, please DM us and we'll check.", [("NAME", "Tom")]),
+    ]
+    for i, (prompt, reply, spans) in enumerate(echoes):
+        radd(f"rho-echo-{i:02d}", reply, spans, p, prompt)
+
+
+def dev_replies() -> None:
+    """Used to tune check_reply (greeting names, echo)."""
+    p = "dev"
+    names = ["Liam", "Maria", "Jordan", "Lukas", "Aisha", "Chen", "Olivia", "Mateo", "Hannah", "Yusuf"]
+    greets = ["Hi {n}, sorry to hear that! Could you DM us your order number? ^JS",
+              "Hello {n}, thanks for reaching out. We'll check on it.",
+              "Hey {n}! Glad you like it 😊", "Hi {n}! Please DM us the email on your account.",
+              "Thanks {n}, we've passed this on to the team.", "Good evening {n}, sorry for the wait."]
+    for i, n in enumerate(names):
+        radd(f"rdev-name-{i:02d}", greets[i % len(greets)].format(n=n), [("NAME", n)], p)
+    titled = [("Dear Mr. Smith, we're sorry for the delay.", "Mr. Smith"),
+              ("Hello Mrs Garcia, your refund is on its way.", "Mrs Garcia"),
+              ("Hi Maria Lopez, thanks for your patience.", "Maria Lopez"),
+              ("Dear Sam, we've escalated your case.", "Sam"),
+              ("Hi, Emma! Sorry about the mix-up.", "Emma"),
+              ("hi Noah, can you DM us?", "Noah"),
+              ("Hey Sarah-Jane, sorry about that!", "Sarah-Jane"),
+              ("Hello D'Arcy, we'll look into it.", "D'Arcy")]
+    for i, (reply, name) in enumerate(titled):
+        radd(f"rdev-title-{i:02d}", reply, [("NAME", name)], p)
+    clean = ["Hi there, sorry about the wait! DM us your order number.", "Hi team, thanks for the shout-out!",
+             "Hello again, please send us a DM.", "Hi all, the outage is fixed.", "Hey there! Happy to help.",
+             "Hi Acme community, new firmware is out.", "Happy Monday! How can we help?",
+             "Hi, thanks for getting in touch.", "Hello! Orders placed in March ship in April.",
+             "Thanks for the feedback! We'll pass it on.", "Hi everyone, we're back online.",
+             "Hey! Sorry about that, DM us please.", "Hi guys, the sale starts Friday.",
+             "Dear valued customer, sorry for the delay.", "Hi friend, sorry to hear that.",
+             "Thanks so much! Enjoy your X200 blender.", "Hi, please DM us your [ORDER] details.",
+             "Good morning! Store hours are 9:00-17:30.", "Hi, your order 112-3456789-1234567 has shipped.",
+             "Welcome back! The P401XA charger is in stock for £24.99.", "Hi Please DM us.",
+             "Hello, We're sorry to hear that.", "Hi Thanks for waiting!", "Hey Happy holidays from all of us!",
+             "Hi December shoppers, free delivery this week.", "Hi AcmeSupport fans!"]
+    for i, reply in enumerate(clean):
+        radd(f"rdev-clean-{i:02d}", reply, [], p)
+    leaks = [("You can email our manager at paul.jenkins@acme-mail.com.", [("EMAIL", "paul.jenkins@acme-mail.com")]),
+             ("Call our hotline on 415-555-0199 for help.", [("PHONE", "415-555-0199")]),
+             ("Ring +44 161 496 0011 ext 4 and ask for billing.", [("PHONE", "+44 161 496 0011 ext 4")]),
+             ("We refunded card 4111 1111 1111 1111.", [("CARD", "4111 1111 1111 1111")]),
+             ("The refund went to GB82 WEST 1234 5698 7654 32.", [("IBAN", "GB82 WEST 1234 5698 7654 32")]),
+             ("The parcel was left at 12 Elm Street, Leeds LS1 4DY.", [("ADDRESS", "12 Elm Street, Leeds LS1 4DY")]),
+             ("Hi Liam, we'll call you on 07700 900 111.", [("NAME", "Liam"), ("PHONE", "07700 900 111")]),
+             ("Thanks @sara_k, fixed now!", [("HANDLE", "@sara_k")])]
+    for i, (reply, spans) in enumerate(leaks):
+        radd(f"rdev-leak-{i:02d}", reply, spans, p)
+    echoes = [(["my email is li.wei@qq.com"], "We've emailed li.wei@qq.com.", [("ECHO", "li.wei@qq.com")]),
+              (["ring me on 0161 496 0000"], "We'll ring 0161 496 0000 today.", [("ECHO", "0161 496 0000")]),
+              (["my card [CARD] was declined"], "Sorry, [CARD] was declined by the bank.", [("ECHO", "[CARD]")]),
+              (["[EMAIL] never got the code", "still waiting"], "We've resent the code to [EMAIL].",
+               [("ECHO", "[EMAIL]")]),
+              (["order 55512 late"], "Order 55512 ships tomorrow.", []),
+              (["my number is [PHONE]"], "Thanks! Please DM us instead.", []),
+              (["ship to 14 Maple Drive"], "We'll ship to 14 Maple Drive today.", [("ECHO", "14 Maple Drive")]),
+              (["IBAN DE89 3704 0044 0532 0130 00"], "Refund sent to DE89 3704 0044 0532 0130 00.",
+               [("ECHO", "DE89 3704 0044 0532 0130 00")])]
+    for i, (prompt, reply, spans) in enumerate(echoes):
+        radd(f"rdev-echo-{i:02d}", reply, spans, p, prompt)
+
+
+def write_replies() -> None:
+    dev_replies()
+    heldout_replies()
+    with REPLIES_OUT.open("w", encoding="utf-8") as fh:
+        for case in replies:
+            fh.write(json.dumps(case, ensure_ascii=False) + "\n")
+    print(f"{len(replies)} generated-reply cases -> {REPLIES_OUT}")
+
+
 def main() -> None:
     email_cases()
     phone_cases()
@@ -1059,6 +1219,7 @@ def main() -> None:
         for case in cases:
             fh.write(json.dumps(case, ensure_ascii=False) + "\n")
     print(f"{n} cases ({hard} hard, {negative} negative) -> {OUT}")
+    write_replies()
 
 
 if __name__ == "__main__":
