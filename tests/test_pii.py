@@ -19,9 +19,11 @@ from replyloop.pii import (
     iban_ok,
     luhn_ok,
     score,
+    score_replies,
 )
 
 CASES_FILE = Path(__file__).resolve().parent / "data" / "pii_cases.jsonl"
+REPLIES_FILE = CASES_FILE.with_name("pii_cases_replies.jsonl")
 BRAND = "AcmeSupport"
 
 
@@ -382,9 +384,44 @@ def test_score_accepts_a_longer_detection_covering_the_label():
 
 
 # --- output check of generated replies ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reply_cases() -> list[dict]:
+    with REPLIES_FILE.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def test_reply_set_is_large_and_varied(reply_cases):
+    assert len(reply_cases) >= 100
+    assert len({c["id"] for c in reply_cases}) == len(reply_cases)
+    assert len(part(reply_cases, "heldout")) >= 40
+    assert sum(not c["spans"] for c in reply_cases) >= 40
+    kinds = {s["kind"] for c in reply_cases for s in c["spans"]}
+    assert {"NAME", "ECHO", "EMAIL", "PHONE", "CARD", "IBAN", "ADDRESS"} <= kinds
+
+
+def test_reply_set_quality_dev(reply_cases):
+    result = score_replies(part(reply_cases, "dev"))
+    assert result["overall"]["recall"] >= 0.98, result["misses"]
+    assert result["overall"]["precision"] >= 0.98, result["false_positives"]
+
+
+def test_reply_set_quality_heldout(reply_cases):
+    result = score_replies(part(reply_cases, "heldout"))
+    assert result["overall"]["recall"] >= 0.9, result["misses"]
+    assert result["overall"]["precision"] >= 0.9, result["false_positives"]
+
+
+def test_check_reply_beats_find_leaks_and_the_naive_baseline_on_replies(reply_cases):
+    ours = score_replies(reply_cases)["overall"]
+    assert score_replies(reply_cases, NaiveRedactor())["overall"]["f1"] < ours["f1"]
+    assert score_replies(reply_cases, lambda text, prompt: find_leaks(text))["overall"]["recall"] < ours["recall"]
+
+
 @pytest.mark.parametrize("reply, name", [
     ("Hi Liam, sorry about the wait!", "Liam"), ("Hello Maria, thanks for reaching out.", "Maria"),
     ("Dear Mr. Smith, we have refunded you.", "Mr. Smith"), ("Hey Jordan! DM us please.", "Jordan"),
+    ("Thanks Aisha, passed on!", "Aisha"), ("Hi Sarah-Jane, sorry!", "Sarah-Jane"), ("Hello Zoë!", "Zoë"),
+    ("Hi Maria Lopez, thanks.", "Maria Lopez"), ("Hi Liam thanks for waiting", "Liam"),
 ])
 def test_check_reply_flags_names_after_a_greeting(reply, name):
     assert [(s.kind, s.text) for s in check_reply(reply)] == [("NAME", name)]
@@ -393,7 +430,8 @@ def test_check_reply_flags_names_after_a_greeting(reply, name):
 @pytest.mark.parametrize("reply", [
     "Hi there, sorry about the wait!", "Hi team, thanks!", "Hello again, please DM us.",
     "Hi Acme fans, big news.", "Happy Monday! DM us your order number.", "Thanks for reaching out!",
-    "Hi, could you DM us the order number?",
+    "Hi, could you DM us the order number?", "Hi Prime members, the sale is live.", "Hi December shoppers!",
+    "Hello Unfortunately we can't.", "Hi everyone, we're back.", "Hi AcmeSupport fans",
 ])
 def test_check_reply_keeps_clean_replies(reply):
     assert check_reply(reply) == []
@@ -410,3 +448,14 @@ def test_check_reply_flags_prompt_values_and_placeholders_echoed_back():
     assert [(s.kind, s.text) for s in check_reply(reply, prompt=prompt)] == \
         [("ECHO", "ana.silva@proton.me"), ("ECHO", "[ADDRESS]")]
     assert check_reply("Please DM us your [EMAIL].", prompt="where is my order?") == []
+
+
+def test_check_reply_echo_wins_over_the_pattern_kind_and_ignores_order_numbers():
+    prompt = "order 784512: call me on +44 20 7946 0558"
+    reply = "Order 784512 is late, we'll call +44 20 7946 0558."
+    assert [(s.kind, s.text) for s in check_reply(reply, prompt=prompt)] == [("ECHO", "+44 20 7946 0558")]
+    assert [s.kind for s in check_reply(reply)] == ["PHONE"]
+
+
+def test_check_reply_keeps_the_brand_handle():
+    assert check_reply("Thanks for tagging @AcmeSupport!") == []

@@ -79,7 +79,7 @@ from stdnum import luhn as stdnum_luhn
 from stdnum import numdb
 
 __all__ = ["PLACEHOLDERS", "KINDS", "REPLY_KINDS", "PiiSpan", "PiiRedactor", "find_leaks", "check_reply",
-           "score", "NaiveRedactor", "luhn_ok", "iban_ok"]
+           "score", "score_replies", "NaiveRedactor", "luhn_ok", "iban_ok"]
 
 PLACEHOLDERS: dict[str, str] = {
     "EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "URL": "[URL]", "HANDLE": "[HANDLE]",
@@ -780,15 +780,19 @@ _GREETING = re.compile(
     re.I,
 )
 # Capitalised words after a greeting that are not a person's name.
-_NOT_NAMES = frozenset(
+_NOT_NAMES = frozenset(  # capitalised words that follow a greeting and are no person's name
     "there here again all everyone everybody team folks friend friends guys y'all you yourself sir madam "
     "maam ma'am mate pal buddy love dear customer customers user users valued member members support "
-    "again, so and for from we i our us it this that your thanks thank sorry please apologies happy great "
+    "so and for from we i our us it this that your thanks thank sorry please apologies happy great "
     "welcome good glad hope just yes no ok okay sure thats that's there's what how why when where who "
     "which can could would will shall may might let we're we've we'll i'm i've i'll you're it's "
+    "unfortunately absolutely certainly totally really quick oh wow well "
     "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
     "august september october november december today tomorrow tonight morning afternoon evening "
-    "again! everyone! a an the to in on at of by with as both back once".split())
+    "a an the to in on at of by with as both back once".split())
+# A plural group noun after the word makes it a group ("Hi Prime members", "Hello Android users").
+_GROUP_NOUNS = frozenset("fans members users customers shoppers owners subscribers players readers "
+                         "community people folks friends family fam crew team lovers".split())
 _PLACEHOLDER = re.compile(r"\[(?:" + "|".join(k for k in PLACEHOLDERS) + r")\]")
 
 
@@ -810,6 +814,9 @@ def _greeting_names(reply: str) -> list[Candidate]:
         name = m.group("name")
         first = name.split()[0]
         if not first[0].isupper() or first.lower() in _NOT_NAMES or first.lower() in brands:
+            continue
+        after = _LETTERS.match(reply.lower(), m.start("name") + len(first) + 1)
+        if after and after.group() in _GROUP_NOUNS:
             continue
         words = name.split()
         if len(words) > 1 and (not words[1][0].isupper() or words[1].lower() in _NOT_NAMES
@@ -921,6 +928,26 @@ def score(redactor: Finder, cases: Sequence[Mapping[str, Any]]) -> dict[str, Any
                "recall": r, "precision": p, "f1": 2 * p * r / (p + r) if p + r else 0.0}
     return {"cases": len(cases), "overall": overall, "per_kind": per_kind,
             "misses": misses, "false_positives": false_positives}
+
+
+class _PromptedCheck:
+    """Adapts a reply check (`check_reply`) to `score`: finds the prompt of each reply case by its text."""
+
+    def __init__(self, check, cases: Sequence[Mapping[str, Any]]):
+        self.check = check
+        self.prompts = {c["text"]: c.get("prompt") or None for c in cases}
+
+    def find(self, text: str) -> list[PiiSpan]:
+        return self.check(text, prompt=self.prompts.get(text))
+
+
+def score_replies(cases: Sequence[Mapping[str, Any]], check=None) -> dict[str, Any]:
+    """`score` for generated-reply cases ({"reply", "prompt", "spans"}): `check(reply, prompt=...)`,
+    `check_reply` by default; a plain finder (an object with `find`) is scored without the prompt."""
+    as_text = [{**c, "text": c["reply"]} for c in cases]
+    if check is None or callable(check):
+        return score(_PromptedCheck(check or check_reply, as_text), as_text)
+    return score(check, as_text)
 
 
 class NaiveRedactor:

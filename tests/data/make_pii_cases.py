@@ -1160,7 +1160,9 @@ def dev_replies() -> None:
              "Good morning! Store hours are 9:00-17:30.", "Hi, your order 112-3456789-1234567 has shipped.",
              "Welcome back! The P401XA charger is in stock for £24.99.", "Hi Please DM us.",
              "Hello, We're sorry to hear that.", "Hi Thanks for waiting!", "Hey Happy holidays from all of us!",
-             "Hi December shoppers, free delivery this week.", "Hi AcmeSupport fans!"]
+             "Hi December shoppers, free delivery this week.", "Hi AcmeSupport fans!",
+             "Hi Prime members, your discount is live.", "Hello Android users, update 4.2 is out.",
+             "Hello Unfortunately we can't change the order now."]
     for i, reply in enumerate(clean):
         radd(f"rdev-clean-{i:02d}", reply, [], p)
     leaks = [("You can email our manager at paul.jenkins@acme-mail.com.", [("EMAIL", "paul.jenkins@acme-mail.com")]),
