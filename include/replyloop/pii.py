@@ -173,6 +173,9 @@ _PHONE = re.compile(
 )
 # Regions whose national formats (without +country code) are read by libphonenumber, most common first.
 PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IE", "AU", "IN")
+_TRUNK_ZERO_REGIONS = tuple(r for r in PHONE_REGIONS
+                            if phonenumbers.PhoneMetadata.metadata_for_region(r).national_prefix == "0")
+_OTHER_REGIONS = tuple(r for r in PHONE_REGIONS if r not in _TRUNK_ZERO_REGIONS)
 _PHONE_MIN_DIGITS, _PHONE_MAX_DIGITS = 7, 17  # chunks handed to libphonenumber (E.164: <= 15, +2 for an ext)
 _PHONE_EXT_WINDOW = 24
 _EXTENSION_HINT = re.compile(r",?\s?(?:ext|x\s?\d|#\s?\d)")  # an extension may follow a found phone
@@ -674,7 +677,10 @@ def _library_phones(text: str, low: str, lead: int, end: int, cands: list[Candid
         return
     lo = max(0, lead - 1)
     window = text[lo:min(len(text), end + _PHONE_EXT_WINDOW)]
-    regions = ("GB",) if text.startswith(("+", "00", "(+"), lead) else PHONE_REGIONS  # GB dials out with 00
+    if text.startswith(("+", "00", "(+"), lead):
+        regions: tuple[str, ...] = ("GB",)  # any region reads "+CC"; GB also dials out with "00"
+    else:  # a national number starts with its region's trunk "0" or, where there is none, without it
+        regions = _TRUNK_ZERO_REGIONS if text[lead:end].lstrip("(").startswith("0") else _OTHER_REGIONS
     for region in regions:
         found = [(lo + m.start, lo + m.end) for m in
                  phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID)
