@@ -7,13 +7,18 @@ data goes in a conversation without ever seeing it:
 kind       placeholder  what is redacted
 =========  ===========  =============================================================================
 EMAIL      [EMAIL]      ``name+tag@sub.domain.tld`` (a TLD is required); ``name [at] domain [dot] com``
-PHONE      [PHONE]      international (``+44 20 7946 0958``, ``0033 1 23 45 67 89``, ``+1 (415) 555-0132``),
-                        North-American (``415-555-0132``, ``(415) 555 0132``, ``415.555.0132``) and national
-                        numbers with a trunk 0 (``07700 900123``, ``030/12345678``); 8-15 digits in all
-CARD       [CARD]       13-19 digits, plain or grouped with spaces/dashes, passing the Luhn check and
-                        starting like a payment card (first digit 2-6)
-IBAN       [IBAN]       country code + check digits + BBAN, spaced, dashed or compact, of the country's
-                        length and passing the ISO 13616 mod-97 check
+PHONE      [PHONE]      numbers libphonenumber (``phonenumbers``) finds valid for their country: international
+                        (``+44 20 7946 0958``, ``0033 1 23 45 67 89``, ``tel:+4420...``), national formats of
+                        `PHONE_REGIONS` (``415.555.0132``, ``030/12345678``, ``06 12 34 56 78``), with an
+                        extension (``ext. 214``, ``x204``); plus well-formed shapes it calls invalid (reserved
+                        ranges such as ``07700 900123``): North-American 3-3-4, national with a trunk 0,
+                        ``+``/``00`` with 8-15 digits
+CARD       [CARD]       13-19 digits, plain or grouped with spaces, dashes or dots, passing the Luhn check
+                        (python-stdnum) and starting like a payment card (first digit 2-6); 15-16 digits
+                        failing it when a card word labels them (``card``, ``visa``, ``debit card no.``)
+IBAN       [IBAN]       country code + 2 check digits + BBAN of that country's length and structure (from
+                        python-stdnum's copy of the SWIFT registry), spaced, dashed, dotted or compact,
+                        **whether or not the mod-97 checksum holds** (a mistyped IBAN is still an account)
 ACCOUNT    [ACCOUNT]    6-20 digits within three words after an account keyword (account/acct/acc/a/c no./
                         member id/customer number/loyalty/rewards/policy...); the keyword itself stays
 SSN        [SSN]        US social security numbers: ``123-45-6789``; spaced or plain only after "SSN" /
@@ -26,7 +31,9 @@ ADDRESS    [ADDRESS]    number + street name + suffix (``221B Baker Street``, ``
                         with a unit before or after (``Flat 3,``, ``Apt 4B``, ``Suite 200``, ``#12``) and a
                         city + state/ZIP or UK postcode (``Springfield, IL 62704``, ``London NW1 6XE``);
                         German (``Hauptstraße 5, 10115 Berlin``), French (``12 rue de Rivoli``) and Spanish
-                        (``Calle Mayor 5``) forms; P.O. boxes; UK postcodes on their own (``SW1A 1AA``)
+                        (``Calle Mayor 5``) forms; P.O. boxes; UK postcodes on their own (``SW1A 1AA``; the
+                        area must be a real one and the space is required unless "postcode" labels it, so
+                        product codes such as ``X201XE`` are kept)
 IP         [IP]         IPv4 addresses (unless labelled as a version: ``firmware 2.4.1.10``)
 =========  ===========  =============================================================================
 
@@ -38,7 +45,9 @@ What is *not* PII here (decisions):
 * prices, dates, times, percentages, quantities, years, short numbers, model and part numbers
   (``XPS 13 9310``, ``RTX 4090``, ``HP14 2GB``), hashtags, emoticons (``@_@``, ``:-@``), ``@10am`` and
   the last four digits of a card (``card ending 4242``) are kept.
-* a 13-19 digit number failing the Luhn check is not a card (it may still be an ACCOUNT by context).
+* a 13-19 digit number failing the Luhn check is not a card unless a card word labels it (it may still be
+  an ACCOUNT by context); a gift card's code is no payment card.
+* an IBAN-shaped run of the wrong length for its country is not an IBAN (it may be an ACCOUNT by context).
 * a bare domain without a path (``acme.com``) names a company; with a path, ``www.`` or a scheme it is
   a URL (links point at a person's photos, profiles, receipts).
 * a city on its own is not an address; it is only redacted as part of a street address that carries a
@@ -48,9 +57,12 @@ What is *not* PII here (decisions):
 * one-time codes, PINs and CVVs on their own (3-6 digits) are kept: short numbers are too ambiguous.
 * numbers are ASCII digits; names and street names may be any script.
 
-`find_leaks` runs the same detectors on text that should already be redacted (ingestion validation, the
-model's PII-leak metric); the configured brand handle is not a leak. `score` measures precision/recall
-against a labelled set (tests/data/pii_cases.jsonl) and is shared by the tests and bench/pii.py.
+`find_leaks` runs the same detectors on text that should already be redacted (ingestion validation); the
+configured brand handle is not a leak. `check_reply` is the output check of a generated reply (serving API,
+the gate's PII-leak metric): every `find_leaks` kind, plus NAME (a name after a greeting: "Hi Liam",
+"Dear Mr. Smith"; not "Hi there", "Hi team", weekdays, months, the brand) and ECHO (a PII value or typed
+placeholder of the prompt repeated in the reply). `score` / `score_replies` measure precision/recall
+against the labelled sets (tests/data/pii_cases*.jsonl), shared by the tests and bench/pii.py.
 
 Overlaps are resolved deterministically: a candidate nested inside a longer one is dropped (a URL that
 carries an email is redacted as one URL); the rest are taken by kind priority (EMAIL, URL, IBAN, CARD,
@@ -62,7 +74,10 @@ so the heavy patterns are only *anchored* where they can start: the ``@`` signs 
 ``/`` and ``www.`` positions (URLs), one scan for numeric chunks (cards, phones, SSNs, IPs, IBANs, English
 addresses and postcodes are dispatched by the chunk's digit count and neighbours), and keyword hints
 (account numbers, continental addresses). A message without a digit, ``@``, ``/`` or ``www`` costs a few
-substring tests. Validation (Luhn, mod 97, digit counts, context labels) runs on candidates only.
+substring tests. Validation (Luhn, IBAN shape, digit counts, context labels) runs on candidates only.
+libphonenumber (~0.1 ms a call) only sees numeric chunks of 7-17 digits that are not glued to letters,
+inside a URL, dates or IPs, and are not already a card or a phone found by the rules (unless an extension
+follows), and only in the regions whose trunk prefix fits the number.
 """
 
 from __future__ import annotations
