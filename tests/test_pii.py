@@ -457,5 +457,12 @@ def test_check_reply_echo_wins_over_the_pattern_kind_and_ignores_order_numbers()
     assert [s.kind for s in check_reply(reply)] == ["PHONE"]
 
 
+def test_check_reply_reads_prompt_turns_as_dicts():
+    turns = [{"role": "customer", "text": "mail me at ana.silva@proton.me"}, {"role": "agent", "text": "ok"}]
+    chat = [{"role": "user", "content": "mail me at ana.silva@proton.me"}]
+    for prompt in (turns, chat):
+        assert [s.kind for s in check_reply("Sent to ana.silva@proton.me", prompt=prompt)] == ["ECHO"]
+
+
 def test_check_reply_keeps_the_brand_handle():
     assert check_reply("Thanks for tagging @AcmeSupport!") == []

@@ -800,7 +800,6 @@ _GREETING = re.compile(
     r"(?P<name>[^\W\d_][^\W\d_'’-]*(?:['’-][^\W\d_]+)?(?:\s[A-Z][^\W\d_]+(?:['’-][^\W\d_]+)?)?)",
     re.I,
 )
-# Capitalised words after a greeting that are not a person's name.
 _NOT_NAMES = frozenset(  # capitalised words that follow a greeting and are no person's name
     "there here again all everyone everybody team folks friend friends guys y'all you yourself sir madam "
     "maam ma'am mate pal buddy love dear customer customers user users valued member members support "
@@ -864,14 +863,22 @@ def _echoes(reply: str, prompts: Sequence[str]) -> list[Candidate]:
     return out
 
 
+def _prompt_texts(prompt: str | Sequence[str | Mapping[str, str]] | None) -> list[str]:
+    """One text, texts of turns, or turns as dicts ({"text": ...} or chat messages {"content": ...})."""
+    if prompt is None or isinstance(prompt, str):
+        return [prompt] if prompt else []
+    return [t if isinstance(t, str) else t.get("text") or t.get("content") or "" for t in prompt]
+
+
 def check_reply(reply: str, *, prompt: str | Sequence[str] | None = None) -> list[PiiSpan]:
     """Personal data in a GENERATED reply; an empty list means the reply is clean.
 
     Every kind `find_leaks` knows (the configured brand handle excepted), names after a greeting as
     ``NAME``, and the prompt's PII values or typed placeholders (``[EMAIL]``...) repeated in the reply as
-    ``ECHO``. `prompt` is the conversation the reply answers: one text or the texts of its turns.
+    ``ECHO``. `prompt` is the conversation the reply answers: one text, the texts of its turns, or its
+    turns as dicts (``{"role", "text"}`` or chat messages ``{"role", "content"}``).
     """
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt or ())
+    prompts = _prompt_texts(prompt)
     cands = [(s.start, s.end, _REPLY_PRIORITY[s.kind], s.kind) for s in find_leaks(reply)]
     cands += _greeting_names(reply)
     if prompts:
