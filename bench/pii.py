@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-from replyloop.pii import REPLY_KINDS, NaiveRedactor, PiiRedactor, find_leaks, score, score_replies  # noqa: E402
+from replyloop.pii import (  # noqa: E402
+    REPLY_KINDS, NaiveRedactor, PiiRedactor, find_leaks, score, score_replies)
 
 CASES = ROOT / "tests" / "data" / "pii_cases.jsonl"
 REPLIES = ROOT / "tests" / "data" / "pii_cases_replies.jsonl"
@@ -85,7 +86,8 @@ def print_quality(title: str, results: dict[str, dict]) -> None:
     kinds = [k for k in REPLY_KINDS if any(k in r["per_kind"] for r in results.values())]
     for kind in kinds:
         labelled = first["per_kind"].get(kind, {}).get("labelled", 0)
-        print(f"{kind:<9}{labelled:>6} | " + " | ".join(_pr(r["per_kind"].get(kind)) for r in results.values()))
+        cells = " | ".join(_pr(r["per_kind"].get(kind)) for r in results.values())
+        print(f"{kind:<9}{labelled:>6} | {cells}")
     print("-" * (18 + 17 * len(names)))
     print(f"{'overall':<9}{first['overall']['labelled']:>6} | "
           + " | ".join(_pr(r["overall"]) for r in results.values()))
@@ -122,9 +124,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for part in ("dev", "heldout"):
         subset = [c for c in replies if c["part"] == part]
         print_quality(f"Generated replies (check_reply), {part} part", {
-            "ours": score_replies(subset), "leaks": score_replies(subset, lambda text, prompt: find_leaks(text)),
+            "ours": score_replies(subset),
+            "leaks": score_replies(subset, lambda text, prompt: find_leaks(text)),
             "naive": score_replies(subset, naive)})
-    print("  (ours = check_reply with the prompt; leaks = find_leaks alone, the gate's metric before issue 10)")
+    print("  (ours = check_reply with the prompt; leaks = find_leaks alone, the gate's metric before "
+          "issue 10)")
 
     rows = []
     labelled = repeat_to(texts, args.messages)

@@ -128,7 +128,8 @@ def test_mistyped_card_after_a_card_word_is_a_card(redactor, label):
     assert kinds_of(redactor, f"{label} 4111 1111 1111 1112 declined") == [("CARD", "4111 1111 1111 1112")]
 
 
-@pytest.mark.parametrize("card", ["4111.1111.1111.1111", "4111  1111  1111  1111", "4111 - 1111 - 1111 - 1111"])
+@pytest.mark.parametrize("card", ["4111.1111.1111.1111", "4111  1111  1111  1111",
+                                  "4111 - 1111 - 1111 - 1111"])
 def test_dotted_and_loosely_spaced_cards(redactor, card):
     assert kinds_of(redactor, f"paid with {card} today") == [("CARD", card)]
 
@@ -414,7 +415,8 @@ def test_reply_set_quality_heldout(reply_cases):
 def test_check_reply_beats_find_leaks_and_the_naive_baseline_on_replies(reply_cases):
     ours = score_replies(reply_cases)["overall"]
     assert score_replies(reply_cases, NaiveRedactor())["overall"]["f1"] < ours["f1"]
-    assert score_replies(reply_cases, lambda text, prompt: find_leaks(text))["overall"]["recall"] < ours["recall"]
+    leaks_only = score_replies(reply_cases, lambda text, prompt: find_leaks(text))["overall"]
+    assert leaks_only["recall"] < ours["recall"]
 
 
 @pytest.mark.parametrize("reply, name", [

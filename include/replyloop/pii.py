@@ -192,11 +192,11 @@ _TRUNK_ZERO_REGIONS = tuple(r for r in PHONE_REGIONS
                             if phonenumbers.PhoneMetadata.metadata_for_region(r).national_prefix == "0")
 _OTHER_REGIONS = tuple(r for r in PHONE_REGIONS if r not in _TRUNK_ZERO_REGIONS)
 _PHONE_MIN_DIGITS, _PHONE_MAX_DIGITS = 7, 17  # chunks handed to libphonenumber (E.164: <= 15, +2 for an ext)
-_PHONE_EXT_WINDOW = 24
+_PHONE_EXT_WINDOW = 24  # characters after a chunk where an extension may stand
 _EXTENSION_HINT = re.compile(r",?\s?(?:ext|x\s?\d|#\s?\d)")  # an extension may follow a found phone
 # Chunks libphonenumber is not asked about: dates ("01.02.2026 14:30", "2026-11-20") and IPv4 addresses.
 _DATE_OR_IP = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}(?!\d)|\d{4}([./-])\d{1,2}\2\d{1,2}(?!\d)"
-                         r"|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\d)")  # characters after a chunk where an extension may stand
+                         r"|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\d)")
 _PHONE_TOKEN = re.compile(r"\d+|\D+")
 _PHONE_SEPARATORS = frozenset({" ", ".", "-", "(", ")", " (", ") ", ")-", ")."})
 
@@ -219,10 +219,10 @@ _NOT_STREET = frozenset(
 # UK postcode areas (Royal Mail; a closed list since 2004) with the Crown dependencies: "any 1-2 letters,
 # digits, 2 letters" took product codes such as "X201XE" for postcodes.
 _UK_AREAS = (
-    "AB AL B BA BB BD BF BH BL BN BR BS BT CA CB CF CH CM CO CR CT CV CW DA DD DE DG DH DL DN DT DY E EC EH EN "
-    "EX FK FY G GL GU GY HA HD HG HP HR HS HU HX IG IM IP IV JE KA KT KW KY L LA LD LE LL LN LS LU M ME MK ML "
-    "N NE NG NN NP NR NW OL OX PA PE PH PL PO PR RG RH RM S SA SE SG SK SL SM SN SO SP SR SS ST SW SY TA TD TF "
-    "TN TQ TR TS TW UB W WA WC WD WF WN WR WS WV YO ZE").split()
+    "AB AL B BA BB BD BF BH BL BN BR BS BT CA CB CF CH CM CO CR CT CV CW DA DD DE DG DH DL DN DT DY E EC "
+    "EH EN EX FK FY G GL GU GY HA HD HG HP HR HS HU HX IG IM IP IV JE KA KT KW KY L LA LD LE LL LN LS LU M "
+    "ME MK ML N NE NG NN NP NR NW OL OX PA PE PH PL PO PR RG RH RM S SA SE SG SK SL SM SN SO SP SR SS ST SW "
+    "SY TA TD TF TN TQ TR TS TW UB W WA WC WD WF WN WR WS WV YO ZE").split()
 _UK_OUTWARD = rf"(?:(?:{'|'.join(sorted(_UK_AREAS, key=len, reverse=True))})\d[A-Z\d]?|GIR)"
 _UK_INWARD = r"\d[ABD-HJLNP-UW-Z]{2}(?!\w)(?<!\d[GTP]B)"  # not "8GB"
 # After a street or a city the space may be missing ("London SW1A1AA"); on its own it is required.
@@ -245,7 +245,8 @@ _ADDRESS = re.compile(
 )
 _UNIT_BEFORE = re.compile(rf"\b{_UNIT},?\s$")  # "Flat 3, " right before the house number
 _POSTCODE = re.compile(rf"(?<![\w-]){_UK_OUTWARD}\ {_UK_INWARD}", re.X)
-_POSTCODE_LABELLED = re.compile(rf"(?i:post\s?code|postal\scode)\W{{0,3}}(?i:is\s)?(?P<pc>{_UK_POSTCODE})", re.X)
+_POSTCODE_LABELLED = re.compile(
+    rf"(?i:post\s?code|postal\scode)\W{{0,3}}(?i:is\s)?(?P<pc>{_UK_POSTCODE})", re.X)
 _ADDRESS_CONTINENTAL = re.compile(
     rf"""
     (?<![\w-])(?:                                                      # Hauptstraße 5 / 12 Hauptstraße
@@ -589,8 +590,9 @@ def _long_number(text: str, low: str, lead: int, first: int, e: int, body: str, 
         _cards(text, low, first, e, cands)
     if digits >= 8:
         _phones(text, low, lead, e, cands)
-    if _PHONE_MIN_DIGITS <= digits <= _PHONE_MAX_DIGITS and _worth_a_library_call(text, low, lead, e, cands, before):
-        _library_phones(text, low, lead, e, cands)
+    if _PHONE_MIN_DIGITS <= digits <= _PHONE_MAX_DIGITS:
+        if _worth_a_library_call(text, low, lead, e, cands, before):
+            _library_phones(text, low, lead, e, cands)
     if digits >= 9 and "-" in body:
         stop = min(len(text), e + 2)
         _add(cands, "SSN", (m.span() for m in _SSN.finditer(text, first, stop) if m.start() < e))
