@@ -1198,6 +1198,90 @@ def write_replies() -> None:
     print(f"{len(replies)} generated-reply cases -> {REPLIES_OUT}")
 
 
+# Greeting names: turns of real conversations (agent and customer), redacted by ingestion as [NAME] when a
+# personal name follows a greeting or salutation. {"id", "text", "role", "spans": [{"kind", "text"}],
+# "part", "note"}; every PII span of the text is labelled (a handle stays HANDLE). Names in other
+# positions are not redacted by this rule and carry no NAME label.
+NAMES_OUT = Path(__file__).with_name("pii_cases_names.jsonl")
+name_cases: list[dict] = []
+
+
+def nadd(cid: str, role: str, text: str, spans: list[tuple[str, str]], note: str, part: str) -> None:
+    assert all(v in text for _, v in spans), (cid, spans)
+    assert cid not in {c["id"] for c in name_cases}, cid
+    name_cases.append({"id": cid, "text": text, "role": role, "part": part, "note": note,
+                       "spans": [{"kind": k, "text": v} for k, v in spans]})
+
+
+def heldout_greeting_names() -> None:
+    """Written from the policy before the ingestion-side NAME redaction was implemented; never tuned on."""
+    rows = [
+        # agent turns greeting the customer
+        ("agent", "Hi Jordan, sorry about that! Can you DM us your order number?", [("NAME", "Jordan")], "greeting"),
+        ("agent", "Hello Maria! We've passed this on to the warehouse.", [("NAME", "Maria")], "greeting"),
+        ("agent", "Dear Mr. Smith, thank you for your patience.", [("NAME", "Mr. Smith")], "title"),
+        ("agent", "Hey Siobhan - so sorry your parcel is late.", [("NAME", "Siobhan")], "greeting"),
+        ("agent", "Hi Ngozi, I've checked and the refund was issued on 12/11.", [("NAME", "Ngozi")], "greeting"),
+        ("agent", "Good afternoon Mrs. Okafor, your replacement ships today.", [("NAME", "Mrs. Okafor")], "title"),
+        ("agent", "Thanks, Lukas! Glad it's sorted.", [("NAME", "Lukas")], "thanks"),
+        ("agent", "Thank you Aoife, we'll be in touch by DM.", [("NAME", "Aoife")], "thanks"),
+        ("agent", "Hiya Dev, sorry for the wait!", [("NAME", "Dev")], "greeting"),
+        ("agent", "Hi Jean-Luc, the part is back in stock.", [("NAME", "Jean-Luc")], "hyphen"),
+        ("agent", "Hello Ms Wong, sorry we missed you.", [("NAME", "Ms Wong")], "title"),
+        ("agent", "Hi Tomás, we've sent you a DM.", [("NAME", "Tomás")], "accent"),
+        ("agent", "Morning Raj! The engineer will arrive between 8 and 12.", [("NAME", "Raj")], "greeting"),
+        ("agent", "Cheers Ellie, have a great weekend!", [("NAME", "Ellie")], "thanks"),
+        ("agent", "Hi Jordan Ellis, we've escalated this.", [("NAME", "Jordan Ellis")], "full name"),
+        ("agent", "Hi Mr. O'Neill, thanks for your patience.", [("NAME", "Mr. O'Neill")], "title"),
+        ("agent", "Hi Grace, call us on 07700 900 222 if it happens again.",
+         [("NAME", "Grace"), ("PHONE", "07700 900 222")], "with other PII"),
+        ("agent", "Hi, Liam from the support team here. Can you DM us?", [("NAME", "Liam")], "agent's own name"),
+        ("agent", "Hi @mike_r88 thanks for flagging, we're on it.", [("HANDLE", "@mike_r88")], "handle"),
+        # customer turns
+        ("customer", "Hello, I ordered a kettle last week and it never came. Thanks, Priya",
+         [("NAME", "Priya")], "sign-off"),
+        ("customer", "my parcel is lost again. Regards, Tom Baker", [("NAME", "Tom Baker")], "sign-off"),
+        ("customer", "Still no refund after 3 weeks. Kind regards, Anna", [("NAME", "Anna")], "sign-off"),
+        ("customer", "@AcmeSupport Hi Acme, my order never arrived", [], "brand"),
+        ("customer", "Hi Apple, my phone keeps restarting @AppleSupport", [], "brand of a handle in the text"),
+        ("customer", "Hi Acme Support, my account is locked", [], "brand"),
+        ("customer", "Dear Customer Services, I'm writing to complain about my order", [], "not a name"),
+        ("customer", "hi there, is the store open on sunday?", [], "hi there"),
+        ("customer", "Hi team, the app crashes on login", [], "team"),
+        ("customer", "Hello again, still waiting for an answer", [], "again"),
+        ("customer", "Hi all, anyone else having issues with delivery?", [], "group"),
+        ("customer", "Hey guys my card was charged twice", [], "group"),
+        ("customer", "Hi There, quick question about returns", [], "there"),
+        ("customer", "Hi Everyone, the app is down", [], "group"),
+        ("customer", "Hi, My order hasn't arrived yet", [], "sentence starter"),
+        ("customer", "Hey What's going on with my refund??", [], "sentence starter"),
+        ("customer", "Hi Is anyone there?", [], "sentence starter"),
+        ("customer", "Hello Sorry to bother you again", [], "sentence starter"),
+        ("customer", "Hello December orders are still missing", [], "month"),
+        ("customer", "Good morning Tuesday again and still no parcel", [], "weekday"),
+        ("customer", "Hi Prime members get free delivery right?", [], "group noun"),
+        ("customer", "Hey Android users, is the update safe?", [], "group noun"),
+        ("customer", "Welcome Back offer doesn't work for me", [], "not a name"),
+        # names in other positions: not this rule
+        ("agent", "Jordan here from Acme, sorry about the wait!", [], "name first"),
+        ("customer", "My name is Maria Lopez and my order is late", [], "name in the sentence"),
+        ("agent", "Sorry about that, Fatima. We'll sort it.", [], "name at the end"),
+        ("agent", "Please ask for Lukas at the returns desk.", [], "name in the sentence"),
+        ("customer", "I spoke to Sarah on the phone yesterday", [], "name in the sentence"),
+        ("agent", "Thanks for waiting, Chloe!", [], "name after the sentence"),
+    ]
+    for i, (role, text, spans, note) in enumerate(rows):
+        nadd(f"nho-{i:02d}", role, text, spans, note, "heldout")
+
+
+def write_names() -> None:
+    heldout_greeting_names()
+    with NAMES_OUT.open("w", encoding="utf-8") as fh:
+        for case in name_cases:
+            fh.write(json.dumps(case, ensure_ascii=False) + "\n")
+    print(f"{len(name_cases)} greeting-name cases -> {NAMES_OUT}")
+
+
 def main() -> None:
     email_cases()
     phone_cases()
@@ -1222,6 +1306,7 @@ def main() -> None:
             fh.write(json.dumps(case, ensure_ascii=False) + "\n")
     print(f"{n} cases ({hard} hard, {negative} negative) -> {OUT}")
     write_replies()
+    write_names()
 
 
 if __name__ == "__main__":
