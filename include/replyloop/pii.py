@@ -94,15 +94,17 @@ from stdnum import luhn as stdnum_luhn
 from stdnum import numdb
 
 __all__ = ["PLACEHOLDERS", "KINDS", "REPLY_KINDS", "PiiSpan", "PiiRedactor", "find_leaks", "check_reply",
-           "score", "score_replies", "NaiveRedactor", "luhn_ok", "iban_ok"]
+           "placeholders_in", "drop_greeting_placeholder", "score", "score_replies", "NaiveRedactor", "luhn_ok",
+           "iban_ok"]
 
 PLACEHOLDERS: dict[str, str] = {
     "EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "URL": "[URL]", "HANDLE": "[HANDLE]",
     "ADDRESS": "[ADDRESS]", "ACCOUNT": "[ACCOUNT]", "IBAN": "[IBAN]", "IP": "[IP]", "SSN": "[SSN]",
+    "NAME": "[NAME]",
 }
 # Resolution order for overlapping candidates (most specific first).
 KINDS: tuple[str, ...] = (
-    "EMAIL", "URL", "IBAN", "CARD", "SSN", "IP", "ACCOUNT", "PHONE", "ADDRESS", "HANDLE")
+    "EMAIL", "URL", "IBAN", "CARD", "SSN", "IP", "ACCOUNT", "PHONE", "ADDRESS", "HANDLE", "NAME")
 _PRIORITY = {kind: i for i, kind in enumerate(KINDS)}
 
 
@@ -289,6 +291,39 @@ _SSN_CONTEXT = re.compile(
 _NUMBER_KEYWORDS = ("acc", "a/c", "member", "customer", "client", "loyalty", "rewards", "subscriber", "policy",
                     "contract", "kunden", "ssn", "social")  # word prefixes, lower case
 
+# --- NAME: a personal name right after a greeting or salutation. One rule for ingestion (redacted as
+# [NAME] in every turn), the leak check and the output check of generated replies. ---
+_GREETING_WORDS = (r"hi|hello|hey|hiya|heya|howdy|dear|greetings|good\s(?:morning|afternoon|evening)|morning|"
+                   r"thanks|thank\syou|cheers|welcome|regards")
+_GREETING = re.compile(
+    rf"(?<![\w'’])(?:{_GREETING_WORDS})\b[ \t,]*"
+    r"(?:(?P<title>(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof)\.?)\s+)?"
+    r"(?P<name>[^\W\d_][^\W\d_'’-]*(?:['’-][^\W\d_]+)?(?:\s[A-Z][^\W\d_]+(?:['’-][^\W\d_]+)?)?)(?!\w)",
+    re.I,
+)
+_GREETING_PLACEHOLDER = re.compile(rf"(?<![\w'’])(?P<greeting>{_GREETING_WORDS})\b[ \t,]*\[NAME\]", re.I)
+_NOT_NAMES = frozenset(  # capitalised words that follow a greeting and are no person's name
+    "there here again all everyone everybody team folks friend friends guys y'all you yourself sir madam "
+    "maam ma'am mate pal buddy love dear customer customers user users valued member members support "
+    "so and for from we i our us it this that your thanks thank sorry please apologies happy great "
+    "welcome good glad hope just yes no ok okay sure thats that's there's what how why when where who "
+    "which can could would will shall may might let we're we've we'll i'm i've i'll you're it's "
+    "unfortunately absolutely certainly totally really quick oh wow well "
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
+    "august september october november december today tomorrow tonight morning afternoon evening "
+    "a an the to in on at of by with as both back once "
+    # sentence starters of customers' messages ("Hi, My order...", "Hey What's going on")
+    "my me he she they them their his her its is are was were be been am do does did have has had not "
+    "any anyone anybody anything someone somebody something still also even yet since after before "
+    "because if while though what's where's who's how's here's im ive dont cant wont isnt don't doesn't "
+    "didn't can't won't isn't wasn't aren't haven't hasn't couldn't wouldn't you've you'll they're got "
+    "get need want wondering question ordered bought tried trying received very much lots heaps loads "
+    "anyway aboard home kind best".split())
+# A plural group noun after the word makes it a group ("Hi Prime members", "Hello Android users").
+_GROUP_NOUNS = frozenset("fans members users customers shoppers owners subscribers players readers "
+                         "community people folks friends family fam crew team lovers".split())
+_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{2,30})")
+
 # --- context: a label that makes the following number operational (order, tracking, version...) ---
 _OPERATIONAL_WORDS = frozenset(
     "order ord invoice inv ticket case ref reference tracking track trk confirmation conf booking "
@@ -430,10 +465,17 @@ Candidate = tuple[int, int, int, str]  # (start, end, priority, kind)
 
 
 class PiiRedactor:
-    """Finds and replaces PII; `keep_handles` are brand handles that stay as they are."""
+    """Finds and replaces PII; `keep_handles` are brand handles that stay as they are.
 
-    def __init__(self, keep_handles: Iterable[str] = ()):
+    `brand_names` (default: the configured `Settings.brand_name`, with `keep_handles`) are no person's name
+    after a greeting ("Hi Acme"); nor is a word that starts a kept handle or a handle of the same text
+    ("Hi Apple" next to "@AppleSupport").
+    """
+
+    def __init__(self, keep_handles: Iterable[str] = (), brand_names: Iterable[str] | None = None):
         self.keep_handles = frozenset(h.strip().lstrip("@").lower() for h in keep_handles if h.strip())
+        names = _brand_words() if brand_names is None else (n.strip().lower() for n in brand_names)
+        self.brand_names = frozenset(names) | self.keep_handles
 
     def find(self, text: str) -> list[PiiSpan]:
         """Non-overlapping PII spans, sorted by position."""
@@ -470,6 +512,7 @@ class PiiRedactor:
         if _DIGIT.search(text) is not None:
             if _numbers(text, low, cands):
                 _add(cands, "ADDRESS", (m.span() for m in _ADDRESS_CONTINENTAL.finditer(text)))
+        _greeting_names(text, low, self.brand_names, self.keep_handles, cands)
         return _resolve(cands) if cands else cands
 
     def _at_signs(self, text: str, cands: list[Candidate]) -> None:
@@ -488,6 +531,48 @@ class PiiRedactor:
                     cands.append((at, hm.end(), _PRIORITY["HANDLE"], "HANDLE"))
                 nxt = hm.end()
             at = text.find("@", nxt)
+
+
+def _brand_words() -> frozenset[str]:
+    """The configured brand name and handle, lower case (none when settings are unavailable)."""
+    try:
+        from replyloop.settings import get_settings
+
+        s = get_settings()
+        return frozenset({s.brand_name.lower(), s.brand_handle.lower()})
+    except Exception:  # settings unavailable (stand-alone use)
+        return frozenset()
+
+
+def _greeting_names(text: str, low: str, brands: frozenset[str], handles: frozenset[str],
+                    cands: list[Candidate]) -> None:
+    """Names right after a greeting or salutation ("Hi Liam", "Dear Mr. Smith", "Thanks, Priya"), the title
+    included; not the words of `_NOT_NAMES`, a group ("Hi Prime members"), a brand, or a word in capitals."""
+    for m in _GREETING.finditer(text):
+        words = m.group("name").split()
+        if not _name_word(words[0], brands) or _brand_of_handle(words[0], text, handles):
+            continue
+        after = _LETTERS.match(low, m.start("name") + len(words[0]) + 1)
+        if after and after.group() in _GROUP_NOUNS:
+            continue
+        if len(words) > 1 and not _name_word(words[1], brands):
+            words = words[:1]  # "Hi Liam Thanks" -> "Liam"
+        start = m.start("title") if m.group("title") else m.start("name")
+        cands.append((start, m.start("name") + len(" ".join(words)), _PRIORITY["NAME"], "NAME"))
+
+
+def _name_word(word: str, brands: frozenset[str]) -> bool:
+    """Capitalised, not all capitals ("Hi UPS", "HI MY ORDER"), not a stop word or a brand."""
+    low = word.lower()
+    return (word[0].isupper() and not (len(word) > 1 and word.isupper())
+            and low not in _NOT_NAMES and low not in brands)
+
+
+def _brand_of_handle(word: str, text: str, handles: frozenset[str]) -> bool:
+    """`word` starts a kept handle or a handle mentioned in `text` ("Hi Apple" and "@AppleSupport")."""
+    low = word.lower()
+    mentioned = (h.lower() for h in _MENTION.findall(text)) if "@" in text else ()
+    return any(h.startswith(low) for h in handles) or any(h.startswith(low) for h in mentioned)
 
 
 def _lower(text: str) -> str:
@@ -793,61 +878,9 @@ def find_leaks(text: str, *, keep_handles: Iterable[str] | None = None) -> list[
 
 
 # === output check: personal data in a generated reply =============================================
-REPLY_KINDS: tuple[str, ...] = ("ECHO", *KINDS, "NAME")  # ECHO first: a repeated value is reported as echo
+REPLY_KINDS: tuple[str, ...] = ("ECHO", *KINDS)  # ECHO first: a repeated value is reported as echo
 _REPLY_PRIORITY = {kind: i for i, kind in enumerate(REPLY_KINDS)}
-_GREETING = re.compile(
-    r"(?<![\w'’])(?:hi|hello|hey|hiya|heya|howdy|dear|greetings|good\s(?:morning|afternoon|evening)|morning|"
-    r"thanks|thank\syou|cheers|welcome)\b[ \t,]*"
-    r"(?:(?P<title>(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof)\.?)\s+)?"
-    r"(?P<name>[^\W\d_][^\W\d_'’-]*(?:['’-][^\W\d_]+)?(?:\s[A-Z][^\W\d_]+(?:['’-][^\W\d_]+)?)?)",
-    re.I,
-)
-_NOT_NAMES = frozenset(  # capitalised words that follow a greeting and are no person's name
-    "there here again all everyone everybody team folks friend friends guys y'all you yourself sir madam "
-    "maam ma'am mate pal buddy love dear customer customers user users valued member members support "
-    "so and for from we i our us it this that your thanks thank sorry please apologies happy great "
-    "welcome good glad hope just yes no ok okay sure thats that's there's what how why when where who "
-    "which can could would will shall may might let we're we've we'll i'm i've i'll you're it's "
-    "unfortunately absolutely certainly totally really quick oh wow well "
-    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
-    "august september october november december today tomorrow tonight morning afternoon evening "
-    "a an the to in on at of by with as both back once".split())
-# A plural group noun after the word makes it a group ("Hi Prime members", "Hello Android users").
-_GROUP_NOUNS = frozenset("fans members users customers shoppers owners subscribers players readers "
-                         "community people folks friends family fam crew team lovers".split())
 _PLACEHOLDER = re.compile(r"\[(?:" + "|".join(k for k in PLACEHOLDERS) + r")\]")
-
-
-def _brand_words() -> frozenset[str]:
-    try:
-        from replyloop.settings import get_settings
-
-        s = get_settings()
-        return frozenset({s.brand_name.lower(), s.brand_handle.lower()})
-    except Exception:  # settings unavailable (stand-alone use)
-        return frozenset()
-
-
-def _greeting_names(reply: str) -> list[Candidate]:
-    """Names right after a greeting ("Hi Liam", "Hello Maria,", "Dear Mr. Smith")."""
-    out: list[Candidate] = []
-    brands = _brand_words()
-    for m in _GREETING.finditer(reply):
-        name = m.group("name")
-        first = name.split()[0]
-        if not first[0].isupper() or first.lower() in _NOT_NAMES or first.lower() in brands:
-            continue
-        after = _LETTERS.match(reply.lower(), m.start("name") + len(first) + 1)
-        if after and after.group() in _GROUP_NOUNS:
-            continue
-        words = name.split()
-        if len(words) > 1 and (not words[1][0].isupper() or words[1].lower() in _NOT_NAMES
-                               or words[1].lower() in brands):
-            words = words[:1]  # "Hi Liam Thanks" -> "Liam"
-        start = m.start("title") if m.group("title") else m.start("name")
-        end = m.start("name") + len(" ".join(words))
-        out.append((start, end, _REPLY_PRIORITY["NAME"], "NAME"))
-    return out
 
 
 def _echoes(reply: str, prompts: Sequence[str]) -> list[Candidate]:
@@ -881,11 +914,38 @@ def check_reply(reply: str, *, prompt: str | Sequence[str] | None = None) -> lis
     turns as dicts (``{"role", "text"}`` or chat messages ``{"role", "content"}``).
     """
     prompts = _prompt_texts(prompt)
-    cands = [(s.start, s.end, _REPLY_PRIORITY[s.kind], s.kind) for s in find_leaks(reply)]
-    cands += _greeting_names(reply)
+    cands = [(s.start, s.end, _REPLY_PRIORITY[s.kind], s.kind) for s in find_leaks(reply)]  # NAME included
     if prompts:
         cands += _echoes(reply, prompts)
     return [PiiSpan(kind, s, e, reply[s:e]) for s, e, _, kind in _resolve(cands)]
+
+
+def placeholders_in(text: str) -> list[str]:
+    """The typed placeholders (``[NAME]``, ``[EMAIL]``...) in `text`, in order, repeats included.
+
+    A placeholder is no personal data (`find_leaks` and `check_reply` ignore it, unless the reply echoes one
+    of the prompt), but a reply holding one must never reach a customer: serving falls back or re-generates,
+    the gate counts it. An empty list means none.
+    """
+    return _PLACEHOLDER.findall(text) if "[" in text else []
+
+
+def drop_greeting_placeholder(text: str) -> str:
+    """Drop ``[NAME]`` after a greeting or salutation, so a chat neither teaches nor asks for it.
+
+    "Hi [NAME], sorry" -> "Hi, sorry"; "Thanks [NAME]!" -> "Thanks!"; "Kind regards, [NAME]" -> "Kind regards";
+    "Dear [NAME]," -> "Hello," ("Dear" alone reads wrong). Other text, and ``[NAME]`` elsewhere, is unchanged.
+    """
+    if "[NAME]" not in text:
+        return text
+    return _GREETING_PLACEHOLDER.sub(_greeting_alone, text)
+
+
+def _greeting_alone(m: re.Match[str]) -> str:
+    greeting = m.group("greeting")
+    if greeting.lower() == "dear":
+        return "Hello" if greeting[0].isupper() else "hello"
+    return greeting
 
 
 # === scoring against a labelled set ===============================================================

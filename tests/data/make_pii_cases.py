@@ -1243,7 +1243,9 @@ def heldout_greeting_names() -> None:
         ("customer", "my parcel is lost again. Regards, Tom Baker", [("NAME", "Tom Baker")], "sign-off"),
         ("customer", "Still no refund after 3 weeks. Kind regards, Anna", [("NAME", "Anna")], "sign-off"),
         ("customer", "@AcmeSupport Hi Acme, my order never arrived", [], "brand"),
-        ("customer", "Hi Apple, my phone keeps restarting @AppleSupport", [], "brand of a handle in the text"),
+        ("customer", "Hi Apple, my phone keeps restarting @AppleSupport", [("HANDLE", "@AppleSupport")],
+         "brand of a handle in the text (label fixed after the first run: any handle but the configured brand's "
+         "is HANDLE)"),
         ("customer", "Hi Acme Support, my account is locked", [], "brand"),
         ("customer", "Dear Customer Services, I'm writing to complain about my order", [], "not a name"),
         ("customer", "hi there, is the store open on sunday?", [], "hi there"),
@@ -1274,7 +1276,47 @@ def heldout_greeting_names() -> None:
         nadd(f"nho-{i:02d}", role, text, spans, note, "heldout")
 
 
+def dev_greeting_names() -> None:
+    """Used to tune the greeting-name rule."""
+    rows = [
+        ("agent", "Hi Liam, sorry to hear that! Could you DM us? ^JS", [("NAME", "Liam")], "greeting"),
+        ("agent", "Good evening Sam, your refund has been processed.", [("NAME", "Sam")], "greeting"),
+        ("agent", "Greetings Ahmed, thanks for your patience.", [("NAME", "Ahmed")], "greeting"),
+        ("agent", "Hello Ms. Dubois-Martin, we've booked the courier.", [("NAME", "Ms. Dubois-Martin")], "title"),
+        ("agent", "Hi Anna, hi Ben - thanks both for the feedback!", [("NAME", "Anna"), ("NAME", "Ben")], "two greetings"),
+        ("agent", "Thanks Lukas and Maria, we'll pass it on.", [("NAME", "Lukas")], "second name elsewhere"),
+        ("agent", "Hi Liam Thanks for waiting", [("NAME", "Liam")], "no comma"),
+        ("agent", "Hey Chloe's mum, sorry about the wait!", [("NAME", "Chloe's")], "possessive"),
+        ("agent", "Hi Yusuf, please DM us at @AcmeSupport.", [("NAME", "Yusuf")], "brand handle kept"),
+        ("customer", "Hi UPS, where is my parcel?", [], "acronym"),
+        ("customer", "HI MY ORDER IS LATE AGAIN", [], "shouting"),
+        ("customer", "HELLO AMAZON WHY IS MY PARCEL LOST", [], "shouting"),
+        ("customer", "hey jordan did you get my DM", [], "lower case: not taken for a name"),
+        ("customer", "Dear Sir or Madam, my order is late", [], "sir"),
+        ("customer", "Hi @AcmeSupport my kettle broke", [], "brand handle"),
+        ("customer", "hi, FR7630006000011234567890189 is my IBAN for the refund",
+         [("IBAN", "FR7630006000011234567890189")], "a country code is no name"),
+        ("customer", "Thank you so much Jordan for the help", [], "name not right after the greeting"),
+        ("customer", "Welcome To the worst service ever", [], "to"),
+        ("customer", "Hi Acme team, any news on my refund?", [], "brand"),
+        ("customer", "Hey Delta, my bag didn't arrive @Delta", [("HANDLE", "@Delta")], "brand of a handle in the text"),
+        ("customer", "Hi Google can you help", [], "brand the rule cannot know: taken for a name"),
+        ("customer", "Thanks Again for nothing", [], "again"),
+        ("customer", "Cheers Mate, sorted now", [], "mate"),
+        ("customer", "Hi Hope you're well, my order hasn't come", [], "sentence starter"),
+        ("customer", "Hello Just wondering when my order ships", [], "sentence starter"),
+        ("customer", "Hi Any update on my refund?", [], "sentence starter"),
+        ("customer", "Morning All, app is down again", [], "group"),
+        ("customer", "Hello. Jordan here, my order is late", [], "name after the sentence"),
+        ("customer", "Many thanks, Oliver", [("NAME", "Oliver")], "sign-off"),
+        ("customer", "Best regards, Hannah Müller", [("NAME", "Hannah Müller")], "sign-off"),
+    ]
+    for i, (role, text, spans, note) in enumerate(rows):
+        nadd(f"ndev-{i:02d}", role, text, spans, note, "dev")
+
+
 def write_names() -> None:
+    dev_greeting_names()
     heldout_greeting_names()
     with NAMES_OUT.open("w", encoding="utf-8") as fh:
         for case in name_cases:
