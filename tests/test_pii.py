@@ -15,9 +15,11 @@ from replyloop.pii import (
     PiiRedactor,
     PiiSpan,
     check_reply,
+    drop_greeting_placeholder,
     find_leaks,
     iban_ok,
     luhn_ok,
+    placeholders_in,
     score,
     score_replies,
 )
@@ -468,3 +470,108 @@ def test_check_reply_reads_prompt_turns_as_dicts():
 
 def test_check_reply_keeps_the_brand_handle():
     assert check_reply("Thanks for tagging @AcmeSupport!") == []
+
+
+# --- greeting names: redacted on the way in as [NAME] ---------------------------------------------
+NAMES_FILE = CASES_FILE.with_name("pii_cases_names.jsonl")
+
+
+@pytest.fixture(scope="module")
+def name_cases() -> list[dict]:
+    with NAMES_FILE.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def test_name_set_is_large_and_varied(name_cases):
+    assert len(name_cases) >= 60
+    assert len({c["id"] for c in name_cases}) == len(name_cases)
+    assert len(part(name_cases, "heldout")) >= 40 and len(part(name_cases, "dev")) >= 20
+    assert {c["role"] for c in name_cases} == {"agent", "customer"}
+    with_name = [c for c in name_cases if any(s["kind"] == "NAME" for s in c["spans"])]
+    assert len(with_name) >= 30 and len(name_cases) - len(with_name) >= 30
+
+
+def test_name_set_quality_dev(name_cases, redactor):
+    result = score(redactor, part(name_cases, "dev"))
+    assert result["per_kind"]["NAME"]["recall"] == 1.0, result["misses"]
+    # the only false positives: brands the redactor cannot know ("Hi Google", "Hey Delta ... @Delta")
+    assert {(f["kind"], f["text"]) for f in result["false_positives"]} <= {("NAME", "Google"), ("NAME", "Delta")}
+
+
+def test_name_set_quality_heldout(name_cases, redactor):
+    result = score(redactor, part(name_cases, "heldout"))
+    assert result["per_kind"]["NAME"]["recall"] >= 0.95, result["misses"]
+    assert result["per_kind"]["NAME"]["precision"] >= 0.9, result["false_positives"]
+
+
+@pytest.mark.parametrize("text, redacted", [
+    ("Hi Jordan, sorry about that!", "Hi [NAME], sorry about that!"),
+    ("Hello Maria! We'll check.", "Hello [NAME]! We'll check."),
+    ("Dear Mr. Smith, thank you.", "Dear [NAME], thank you."),
+    ("Thanks, Lukas", "Thanks, [NAME]"),
+    ("my parcel is late. Kind regards, Tom Baker", "my parcel is late. Kind regards, [NAME]"),
+    ("Hey @jordan_k thanks!", "Hey [HANDLE] thanks!"),
+    ("Hi Grace, call 07700 900 222", "Hi [NAME], call [PHONE]"),
+])
+def test_names_after_a_greeting_are_redacted(redactor, text, redacted):
+    assert redactor.redact(text)[0] == redacted
+
+
+@pytest.mark.parametrize("text", [
+    "Hi there, sorry!", "Hi team, thanks", "Hello again", "Hi all", "Hello Monday crew", "Hi December shoppers",
+    "Hi Acme, my order is late", "Hi Acme Support", "Hi Prime members", "Hi, My order is late",
+    "Hey What's up with my refund", "Hello Sorry to bother you", "Hi UPS, where is it", "HI MY ORDER IS LATE",
+    "Jordan here from Acme", "Sorry about that, Fatima.", "My name is Maria Lopez", "Thanks for waiting, Chloe!",
+    "hey jordan", "hi, FR7630006000011234567890189 is mine",
+])
+def test_exclusions_and_names_elsewhere_are_not_names(redactor, text):
+    assert "NAME" not in [s.kind for s in redactor.find(text)]
+
+
+def test_brands_and_kept_handles_are_no_names(redactor):
+    assert redactor.find("Hi Acme, @AcmeSupport") == []
+    assert PiiRedactor(keep_handles=["ZephyrHelp"], brand_names=[]).find("Hi Zephyr, @ZephyrHelp") == []
+    assert PiiRedactor(brand_names=["Zephyr"]).find("Hi Zephyr, hello") == []
+    assert [s.text for s in PiiRedactor(brand_names=[]).find("Hi Zephyr, hello")] == ["Zephyr"]
+
+
+def test_name_redaction_is_idempotent_and_no_leak(redactor, name_cases):
+    for case in name_cases:
+        once, _ = redactor.redact(case["text"])
+        assert redactor.redact(once)[0] == once, case["id"]
+        assert find_leaks(once, keep_handles=[BRAND]) == [], case["id"]
+    assert find_leaks("Hi [NAME], sorry! Thanks, [NAME]") == []
+
+
+def test_check_reply_and_ingestion_share_the_name_rule(name_cases, redactor):
+    for case in name_cases:
+        names = [(s.start, s.text) for s in redactor.find(case["text"]) if s.kind == "NAME"]
+        assert [(s.start, s.text) for s in check_reply(case["text"]) if s.kind == "NAME"] == names, case["id"]
+
+
+def test_placeholders_in():
+    assert placeholders_in("Hi [NAME], we emailed [EMAIL] and [EMAIL].") == ["[NAME]", "[EMAIL]", "[EMAIL]"]
+    assert placeholders_in("Order [123] and [ORDER] are no typed placeholders") == []
+    assert placeholders_in("") == []
+    assert check_reply("Hi [NAME], we emailed [EMAIL].") == []  # not personal data: placeholders_in's job
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Hi [NAME], sorry about that!", "Hi, sorry about that!"),
+    ("Hi, [NAME]! DM us", "Hi! DM us"),
+    ("hey [NAME] sorry", "hey sorry"),
+    ("Dear [NAME], thank you.", "Hello, thank you."),
+    ("Thanks [NAME]!", "Thanks!"),
+    ("Still late. Kind regards, [NAME]", "Still late. Kind regards"),
+    ("Good morning [NAME]. Your order shipped.", "Good morning. Your order shipped."),
+    ("Ask [NAME] at the desk", "Ask [NAME] at the desk"),
+    ("Hi there, no placeholder", "Hi there, no placeholder"),
+])
+def test_drop_greeting_placeholder(text, expected):
+    assert drop_greeting_placeholder(text) == expected
+
+
+def test_redacted_greetings_lose_their_placeholder(name_cases, redactor):
+    for case in name_cases:
+        dropped = drop_greeting_placeholder(redactor.redact(case["text"])[0])
+        assert "[NAME]" not in dropped and "  " not in dropped, (case["id"], dropped)

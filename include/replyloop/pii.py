@@ -322,7 +322,6 @@ _NOT_NAMES = frozenset(  # capitalised words that follow a greeting and are no p
 # A plural group noun after the word makes it a group ("Hi Prime members", "Hello Android users").
 _GROUP_NOUNS = frozenset("fans members users customers shoppers owners subscribers players readers "
                          "community people folks friends family fam crew team lovers".split())
-_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{2,30})")
 
 # --- context: a label that makes the following number operational (order, tracking, version...) ---
 _OPERATIONAL_WORDS = frozenset(
@@ -467,9 +466,10 @@ Candidate = tuple[int, int, int, str]  # (start, end, priority, kind)
 class PiiRedactor:
     """Finds and replaces PII; `keep_handles` are brand handles that stay as they are.
 
-    `brand_names` (default: the configured `Settings.brand_name`, with `keep_handles`) are no person's name
-    after a greeting ("Hi Acme"); nor is a word that starts a kept handle or a handle of the same text
-    ("Hi Apple" next to "@AppleSupport").
+    `brand_names` (default: the configured `Settings.brand_name` and handle, with `keep_handles`) are no
+    person's name after a greeting ("Hi Acme"); nor is a word that starts a kept handle ("Hi Acme" for
+    @AcmeSupport). Only what survives redaction decides (not a handle that is redacted), so `find` on the
+    redacted text finds nothing the redaction kept.
     """
 
     def __init__(self, keep_handles: Iterable[str] = (), brand_names: Iterable[str] | None = None):
@@ -547,10 +547,11 @@ def _brand_words() -> frozenset[str]:
 def _greeting_names(text: str, low: str, brands: frozenset[str], handles: frozenset[str],
                     cands: list[Candidate]) -> None:
     """Names right after a greeting or salutation ("Hi Liam", "Dear Mr. Smith", "Thanks, Priya"), the title
-    included; not the words of `_NOT_NAMES`, a group ("Hi Prime members"), a brand, or a word in capitals."""
+    included; not the words of `_NOT_NAMES`, a group ("Hi Prime members"), a brand or the start of a kept
+    handle, or a word in capitals."""
     for m in _GREETING.finditer(text):
         words = m.group("name").split()
-        if not _name_word(words[0], brands) or _brand_of_handle(words[0], text, handles):
+        if not _name_word(words[0], brands) or any(h.startswith(words[0].lower()) for h in handles):
             continue
         after = _LETTERS.match(low, m.start("name") + len(words[0]) + 1)
         if after and after.group() in _GROUP_NOUNS:
@@ -566,13 +567,6 @@ def _name_word(word: str, brands: frozenset[str]) -> bool:
     low = word.lower()
     return (word[0].isupper() and not (len(word) > 1 and word.isupper())
             and low not in _NOT_NAMES and low not in brands)
-
-
-def _brand_of_handle(word: str, text: str, handles: frozenset[str]) -> bool:
-    """`word` starts a kept handle or a handle mentioned in `text` ("Hi Apple" and "@AppleSupport")."""
-    low = word.lower()
-    mentioned = (h.lower() for h in _MENTION.findall(text)) if "@" in text else ()
-    return any(h.startswith(low) for h in handles) or any(h.startswith(low) for h in mentioned)
 
 
 def _lower(text: str) -> str:
