@@ -6,7 +6,9 @@ Prints precision/recall overall and per kind on
   * the labelled input set (tests/data/pii_cases.jsonl), its two parts apart: "dev" (used to tune the
     rules) and "heldout" (written from the labelling policy before the rules changed, never tuned on);
   * the generated-reply set (tests/data/pii_cases_replies.jsonl) for `check_reply`, dev and held-out,
-    against the naive baseline and against `find_leaks` alone (no names, no echo);
+    against the naive baseline and against `find_leaks` alone (no echo);
+  * the greeting-name set (tests/data/pii_cases_names.jsonl: agent and customer turns) for the ingestion
+    redaction, dev and held-out, against the same detector without the NAME rule and the naive baseline;
 then redaction throughput on one core for the labelled texts repeated to --messages messages, and, when
 the package's demo data generator is available, for synthetic customer-service conversations (a more
 typical mix: most messages carry no PII). Throughput is the best of --repeat runs; "cpu" divides by the
@@ -31,6 +33,7 @@ from replyloop.pii import (  # noqa: E402
 
 CASES = ROOT / "tests" / "data" / "pii_cases.jsonl"
 REPLIES = ROOT / "tests" / "data" / "pii_cases_replies.jsonl"
+NAMES = ROOT / "tests" / "data" / "pii_cases_names.jsonl"
 BRAND = "AcmeSupport"
 
 
@@ -63,6 +66,16 @@ def demo_texts(conversations: int = 3000) -> list[str] | None:
         return None
     return [html.unescape(m["text"]) for conv in iter_canonical_conversations(conversations, seed=7)
             for m in conv["messages"]]
+
+
+class WithoutNames:
+    """The detector as it was before greeting names were redacted on the way in (every kind but NAME)."""
+
+    def __init__(self, redactor: PiiRedactor):
+        self.redactor = redactor
+
+    def find(self, text: str) -> list:
+        return [s for s in self.redactor.find(text) if s.kind != "NAME"]
 
 
 def ratio(a: float, b: float) -> str:
@@ -128,7 +141,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             "leaks": score_replies(subset, lambda text, prompt: find_leaks(text)),
             "naive": score_replies(subset, naive)})
     print("  (ours = check_reply with the prompt; leaks = find_leaks alone, the gate's metric before "
-          "issue 10)")
+          "issue 10, with greeting names since they are redacted on the way in)")
+    names = load_cases(NAMES)
+    for part in ("dev", "heldout"):
+        subset = [c for c in names if c["part"] == part]
+        print_quality(f"Greeting names in conversation turns (ingestion redaction), {part} part", {
+            "ours": score(ours, subset), "no-name": score(WithoutNames(ours), subset),
+            "naive": score(naive, subset)})
+    print("  (no-name = the same detector without the NAME rule, i.e. ingestion before names were redacted)")
 
     rows = []
     labelled = repeat_to(texts, args.messages)

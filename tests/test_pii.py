@@ -495,7 +495,8 @@ def test_name_set_quality_dev(name_cases, redactor):
     result = score(redactor, part(name_cases, "dev"))
     assert result["per_kind"]["NAME"]["recall"] == 1.0, result["misses"]
     # the only false positives: brands the redactor cannot know ("Hi Google", "Hey Delta ... @Delta")
-    assert {(f["kind"], f["text"]) for f in result["false_positives"]} <= {("NAME", "Google"), ("NAME", "Delta")}
+    brands = {("NAME", "Google"), ("NAME", "Delta")}
+    assert {(f["kind"], f["text"]) for f in result["false_positives"]} <= brands
 
 
 def test_name_set_quality_heldout(name_cases, redactor):
@@ -518,10 +519,12 @@ def test_names_after_a_greeting_are_redacted(redactor, text, redacted):
 
 
 @pytest.mark.parametrize("text", [
-    "Hi there, sorry!", "Hi team, thanks", "Hello again", "Hi all", "Hello Monday crew", "Hi December shoppers",
+    "Hi there, sorry!", "Hi team, thanks", "Hello again", "Hi all", "Hello Monday crew",
+    "Hi December shoppers",
     "Hi Acme, my order is late", "Hi Acme Support", "Hi Prime members", "Hi, My order is late",
     "Hey What's up with my refund", "Hello Sorry to bother you", "Hi UPS, where is it", "HI MY ORDER IS LATE",
-    "Jordan here from Acme", "Sorry about that, Fatima.", "My name is Maria Lopez", "Thanks for waiting, Chloe!",
+    "Jordan here from Acme", "Sorry about that, Fatima.", "My name is Maria Lopez",
+    "Thanks for waiting, Chloe!",
     "hey jordan", "hi, FR7630006000011234567890189 is mine",
 ])
 def test_exclusions_and_names_elsewhere_are_not_names(redactor, text):

@@ -35,6 +35,12 @@ ADDRESS    [ADDRESS]    number + street name + suffix (``221B Baker Street``, ``
                         area must be a real one and the space is required unless "postcode" labels it, so
                         product codes such as ``X201XE`` are kept)
 IP         [IP]         IPv4 addresses (unless labelled as a version: ``firmware 2.4.1.10``)
+NAME       [NAME]       a capitalised name right after a greeting or salutation, in every turn: ``Hi Jordan,``,
+                        ``Hello Maria!``, ``Dear Mr. Smith`` (the title goes too), ``Thanks, Lukas``, ``Kind
+                        regards, Tom Baker``; not ``Hi there``/``team``/``again``/``all``, weekdays, months, a
+                        brand (`brand_names`, or the start of a kept handle), a group (``Hi Prime members``),
+                        a sentence starter (``Hi, My order``, ``Hey What's``, ``Hello Sorry``) or a word in
+                        capitals (``Hi UPS``, ``HI MY ORDER``). Names elsewhere are kept (``Sorry, Fatima.``)
 =========  ===========  =============================================================================
 
 What is *not* PII here (decisions):
@@ -56,25 +62,31 @@ What is *not* PII here (decisions):
 * every phone number is redacted, the brand's own hotline included: the two cannot be told apart.
 * one-time codes, PINs and CVVs on their own (3-6 digits) are kept: short numbers are too ambiguous.
 * numbers are ASCII digits; names and street names may be any script.
+* a name is redacted only after a greeting or salutation (a rule, not a name list): agents greet customers
+  by name, and a model trained on that greets by (invented) name. `drop_greeting_placeholder` then turns
+  ``Hi [NAME],`` into ``Hi,`` for the chat builder, so a model neither learns nor writes ``[NAME]``;
+  `placeholders_in` lists the typed placeholders a generated reply still holds (serving, the gate).
 
 `find_leaks` runs the same detectors on text that should already be redacted (ingestion validation); the
 configured brand handle is not a leak. `check_reply` is the output check of a generated reply (serving API,
-the gate's PII-leak metric): every `find_leaks` kind, plus NAME (a name after a greeting: "Hi Liam",
-"Dear Mr. Smith"; not "Hi there", "Hi team", weekdays, months, the brand) and ECHO (a PII value or typed
-placeholder of the prompt repeated in the reply). `score` / `score_replies` measure precision/recall
-against the labelled sets (tests/data/pii_cases*.jsonl), shared by the tests and bench/pii.py.
+the gate's PII-leak metric): every `find_leaks` kind (NAME included: the same greeting rule as ingestion)
+and ECHO (a PII value or typed placeholder of the prompt repeated in the reply). `score` / `score_replies`
+measure precision/recall against the labelled sets (tests/data/pii_cases*.jsonl), shared by the tests and
+bench/pii.py.
 
 Overlaps are resolved deterministically: a candidate nested inside a longer one is dropped (a URL that
 carries an email is redacted as one URL); the rest are taken by kind priority (EMAIL, URL, IBAN, CARD,
-SSN, IP, ACCOUNT, PHONE, ADDRESS, HANDLE), then longest first, then leftmost, and a candidate overlapping
-an accepted one is dropped. Redaction is idempotent: placeholders hold no digit, ``@``, ``/`` or ``.``.
+SSN, IP, ACCOUNT, PHONE, ADDRESS, HANDLE, NAME), then longest first, then leftmost, and a candidate
+overlapping an accepted one is dropped. Redaction is idempotent: placeholders hold no digit, ``@``, ``/`` or
+``.``, and no greeting is followed by a name once its name is a placeholder.
 
 Speed (millions of short messages): scanning a tweet once per pattern costs more than the whole budget,
 so the heavy patterns are only *anchored* where they can start: the ``@`` signs (emails, handles), the
 ``/`` and ``www.`` positions (URLs), one scan for numeric chunks (cards, phones, SSNs, IPs, IBANs, English
 addresses and postcodes are dispatched by the chunk's digit count and neighbours), and keyword hints
 (account numbers, continental addresses). A message without a digit, ``@``, ``/`` or ``www`` costs a few
-substring tests. Validation (Luhn, IBAN shape, digit counts, context labels) runs on candidates only.
+substring tests and the greeting scan (~3.5 us a message). Validation (Luhn, IBAN shape, digit counts,
+context labels) runs on candidates only.
 libphonenumber (~0.1 ms a call) only sees numeric chunks of 7-17 digits that are not glued to letters,
 inside a URL, dates or IPs, and are not already a card or a phone found by the rules (unless an extension
 follows), and only in the regions whose trunk prefix fits the number.
