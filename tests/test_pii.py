@@ -525,7 +525,8 @@ def test_names_after_a_greeting_are_redacted(redactor, text, redacted):
     "Hey What's up with my refund", "Hello Sorry to bother you", "Hi UPS, where is it", "HI MY ORDER IS LATE",
     "Jordan here from Acme", "Sorry about that, Fatima.", "My name is Maria Lopez",
     "Thanks for waiting, Chloe!",
-    "hey jordan", "hi, FR7630006000011234567890189 is mine",
+    "hey jordan", "hi, FR7630006000011234567890189 is mine", "Hello Hello?? anyone", "Hi Mrs, my order",
+    "Thanks Dude", "Hey Whats up with the app",
 ])
 def test_exclusions_and_names_elsewhere_are_not_names(redactor, text):
     assert "NAME" not in [s.kind for s in redactor.find(text)]

@@ -330,7 +330,10 @@ _NOT_NAMES = frozenset(  # capitalised words that follow a greeting and are no p
     "because if while though what's where's who's how's here's im ive dont cant wont isnt don't doesn't "
     "didn't can't won't isn't wasn't aren't haven't hasn't couldn't wouldn't you've you'll they're got "
     "get need want wondering question ordered bought tried trying received very much lots heaps loads "
-    "anyway aboard home kind best".split())
+    "anyway anyways aboard home kind best whats wtf omg lol help urgent recently yesterday earlier same "
+    # greetings, titles and forms of address on their own ("Hello Hello??", "Hi Mrs,", "Thanks Dude")
+    "hi hello hey hiya heya howdy greetings cheers regards mr mrs ms mx miss dr prof sirs dude bro man "
+    "lads ladies gents gentlemen peeps".split())
 # A plural group noun after the word makes it a group ("Hi Prime members", "Hello Android users").
 _GROUP_NOUNS = frozenset("fans members users customers shoppers owners subscribers players readers "
                          "community people folks friends family fam crew team lovers".split())
