@@ -536,6 +536,7 @@ def test_brands_and_kept_handles_are_no_names(redactor):
     assert redactor.find("Hi Acme, @AcmeSupport") == []
     assert PiiRedactor(keep_handles=["ZephyrHelp"], brand_names=[]).find("Hi Zephyr, @ZephyrHelp") == []
     assert PiiRedactor(brand_names=["Zephyr"]).find("Hi Zephyr, hello") == []
+    assert PiiRedactor(brand_names=["Zephyr Home"]).find("Hi Zephyr Home, hello") == []
     assert [s.text for s in PiiRedactor(brand_names=[]).find("Hi Zephyr, hello")] == ["Zephyr"]
 
 

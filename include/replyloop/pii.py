@@ -481,16 +481,16 @@ Candidate = tuple[int, int, int, str]  # (start, end, priority, kind)
 class PiiRedactor:
     """Finds and replaces PII; `keep_handles` are brand handles that stay as they are.
 
-    `brand_names` (default: the configured `Settings.brand_name` and handle, with `keep_handles`) are no
-    person's name after a greeting ("Hi Acme"); nor is a word that starts a kept handle ("Hi Acme" for
+    The words of `brand_names` (default: the configured `Settings.brand_name` and handle, with
+    `keep_handles`) are no person's name after a greeting ("Hi Acme", "Hi Acme Corp"); nor is a word that starts a kept handle ("Hi Acme" for
     @AcmeSupport). Only what survives redaction decides (not a handle that is redacted), so `find` on the
     redacted text finds nothing the redaction kept.
     """
 
     def __init__(self, keep_handles: Iterable[str] = (), brand_names: Iterable[str] | None = None):
         self.keep_handles = frozenset(h.strip().lstrip("@").lower() for h in keep_handles if h.strip())
-        names = _brand_words() if brand_names is None else (n.strip().lower() for n in brand_names)
-        self.brand_names = frozenset(names) | self.keep_handles
+        names = _brand_words() if brand_names is None else brand_names
+        self.brand_names = frozenset(w for n in names for w in n.lower().split()) | self.keep_handles
 
     def find(self, text: str) -> list[PiiSpan]:
         """Non-overlapping PII spans, sorted by position."""
