@@ -106,8 +106,8 @@ from stdnum import luhn as stdnum_luhn
 from stdnum import numdb
 
 __all__ = ["PLACEHOLDERS", "KINDS", "REPLY_KINDS", "PiiSpan", "PiiRedactor", "find_leaks", "check_reply",
-           "placeholders_in", "drop_greeting_placeholder", "score", "score_replies", "NaiveRedactor", "luhn_ok",
-           "iban_ok"]
+           "placeholders_in", "drop_greeting_placeholder", "score", "score_replies", "NaiveRedactor",
+           "luhn_ok", "iban_ok"]
 
 PLACEHOLDERS: dict[str, str] = {
     "EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "URL": "[URL]", "HANDLE": "[HANDLE]",
@@ -482,9 +482,9 @@ class PiiRedactor:
     """Finds and replaces PII; `keep_handles` are brand handles that stay as they are.
 
     The words of `brand_names` (default: the configured `Settings.brand_name` and handle, with
-    `keep_handles`) are no person's name after a greeting ("Hi Acme", "Hi Acme Corp"); nor is a word that starts a kept handle ("Hi Acme" for
-    @AcmeSupport). Only what survives redaction decides (not a handle that is redacted), so `find` on the
-    redacted text finds nothing the redaction kept.
+    `keep_handles`) are no person's name after a greeting ("Hi Acme", "Hi Acme Corp"); nor is a word of 3+
+    letters that starts a kept handle ("Hi Acme" for @AcmeSupport). Only what survives redaction decides
+    (not a handle that is redacted), so `find` on the redacted text finds nothing the redaction kept.
     """
 
     def __init__(self, keep_handles: Iterable[str] = (), brand_names: Iterable[str] | None = None):
@@ -566,7 +566,7 @@ def _greeting_names(text: str, low: str, brands: frozenset[str], handles: frozen
     handle, or a word in capitals."""
     for m in _GREETING.finditer(text):
         words = m.group("name").split()
-        if not _name_word(words[0], brands) or any(h.startswith(words[0].lower()) for h in handles):
+        if not _name_word(words[0], brands) or _starts_a_handle(words[0], handles):
             continue
         after = _LETTERS.match(low, m.start("name") + len(words[0]) + 1)
         if after and after.group() in _GROUP_NOUNS:
@@ -575,6 +575,11 @@ def _greeting_names(text: str, low: str, brands: frozenset[str], handles: frozen
             words = words[:1]  # "Hi Liam Thanks" -> "Liam"
         start = m.start("title") if m.group("title") else m.start("name")
         cands.append((start, m.start("name") + len(" ".join(words)), _PRIORITY["NAME"], "NAME"))
+
+
+def _starts_a_handle(word: str, handles: frozenset[str]) -> bool:
+    low = word.lower()
+    return len(low) >= 3 and any(h.startswith(low) for h in handles)
 
 
 def _name_word(word: str, brands: frozenset[str]) -> bool:
@@ -942,8 +947,9 @@ def placeholders_in(text: str) -> list[str]:
 def drop_greeting_placeholder(text: str) -> str:
     """Drop ``[NAME]`` after a greeting or salutation, so a chat neither teaches nor asks for it.
 
-    "Hi [NAME], sorry" -> "Hi, sorry"; "Thanks [NAME]!" -> "Thanks!"; "Kind regards, [NAME]" -> "Kind regards";
-    "Dear [NAME]," -> "Hello," ("Dear" alone reads wrong). Other text, and ``[NAME]`` elsewhere, is unchanged.
+    "Hi [NAME], sorry" -> "Hi, sorry"; "Thanks [NAME]!" -> "Thanks!"; "Kind regards, [NAME]" ->
+    "Kind regards"; "Dear [NAME]," -> "Hello," ("Dear" alone reads wrong). Other text, and ``[NAME]``
+    elsewhere, is unchanged.
     """
     if "[NAME]" not in text:
         return text
