@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     serve_alias: str = "champion"
     alias_poll_seconds: float = 30.0
     max_new_tokens: int = 48
+    # reply-safety judge (evaluation.judge)
+    judge_replies: Path | None = Field(None, description="Labelled agent replies (JSONL: text, label, split) "
+                                       "the reply-safety judge is fitted on; default: the shipped "
+                                       "resources/eval/safety_replies.jsonl")
+    judge_target_recall: float = Field(0.95, gt=0, le=1, description="Recall of non-polite replies the judge's "
+                                       "threshold is chosen for, by cross-validation on the fit split")
 
     @property
     def lake(self) -> str:
