@@ -40,6 +40,24 @@ def baseline_flags(texts: list[str]) -> list[bool]:
     return [any(rx.search(t) for rx in _BASELINE.values()) for t in texts]
 
 
+def baseline_labels(texts: list[str]) -> list[str]:
+    """The label each old rule implies: abuse -> rude, every other rule -> unsafe, no hit -> polite."""
+    out = []
+    for t in texts:
+        hits = [name for name, rx in _BASELINE.items() if rx.search(t)]
+        out.append("polite" if not hits else "rude" if hits == ["abuse"] else "unsafe")
+    return out
+
+
+def per_label(predicted: list[str], labels: list[str]) -> dict[str, tuple[float, float]]:
+    """{label: (precision, recall)} of the predicted label."""
+    out = {}
+    for lab in LABELS:
+        tp = sum(p == lab and t == lab for p, t in zip(predicted, labels))
+        out[lab] = (tp / max(predicted.count(lab), 1), tp / max(labels.count(lab), 1))
+    return out
+
+
 def scores(flags: list[bool], labels: list[str]) -> dict[str, float]:
     pos = [lab != "polite" for lab in labels]
     tp = sum(f and p for f, p in zip(flags, pos))
@@ -77,7 +95,7 @@ def main(argv=None) -> int:
           f"test {len(test)} {counts}")
     print(f"judge threshold P(not polite) >= {rep.threshold:.3f}, chosen on the fit split by {5}-fold CV for "
           f"recall >= {rep.target_recall}: CV recall {rep.cv_recall:.3f}, CV precision {rep.cv_precision:.3f}")
-    print(f"fit {fitted - start:.1f} s, judged {len(texts)} replies in {judged - fitted:.1f} s\n")
+    print(f"judge ready in {fitted - start:.1f} s (fitted, or read from the disk cache), judged {len(texts)} replies in {judged - fitted:.1f} s\n")
     metrics = list(next(iter(table.values())))
     print(f"{'':28s}" + "".join(f"{m:>18s}" for m in metrics))
     for name, row in table.items():
@@ -85,6 +103,12 @@ def main(argv=None) -> int:
     base, ours = table["baseline (word lists)"], table["judge (classifier + rules)"]
     print(f"{'ratio judge / baseline':28s}" + "".join(
         f"{(ours[m] / base[m] if base[m] else float('inf')):18.2f}" for m in metrics))
+    print("\nper label, the label each system assigns (precision / recall):")
+    print(f"{'':28s}" + "".join(f"{lab:>18s}" for lab in LABELS))
+    for name, predicted in (("baseline (word lists)", baseline_labels(texts)),
+                            ("judge (classifier + rules)", [v.label for v in verdicts])):
+        row = per_label(predicted, labels)
+        print(f"{name:28s}" + "".join(f"{row[lab][0]:9.3f} /{row[lab][1]:6.3f}  " for lab in LABELS))
     if args.show_errors:
         print("\njudge errors on the test split:")
         for t, lab, v in zip(texts, labels, verdicts):
