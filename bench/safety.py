@@ -95,7 +95,8 @@ def main(argv=None) -> int:
           f"test {len(test)} {counts}")
     print(f"judge threshold P(not polite) >= {rep.threshold:.3f}, chosen on the fit split by {5}-fold CV for "
           f"recall >= {rep.target_recall}: CV recall {rep.cv_recall:.3f}, CV precision {rep.cv_precision:.3f}")
-    print(f"judge ready in {fitted - start:.1f} s (fitted, or read from the disk cache), judged {len(texts)} replies in {judged - fitted:.1f} s\n")
+    print(f"judge ready in {fitted - start:.1f} s (fitted, or read from the disk cache); "
+          f"judged {len(texts)} replies in {judged - fitted:.1f} s\n")
     metrics = list(next(iter(table.values())))
     print(f"{'':28s}" + "".join(f"{m:>18s}" for m in metrics))
     for name, row in table.items():

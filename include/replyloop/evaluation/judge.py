@@ -207,7 +207,7 @@ class ReplySafetyJudge:
         if prompts is not None and len(prompts) != len(replies):
             raise JudgeError(f"judge: {len(replies)} replies but {len(prompts)} prompts")
         proba = self.scores(replies)
-        classes = list(self.classifier.classes_)
+        classes = [str(c) for c in self.classifier.classes_]
         out = []
         for i, reply in enumerate(replies):
             hits = rule_hits(reply, prompts[i] if prompts else None, self.system_prompt)
