@@ -32,7 +32,7 @@ def judge():
 ])
 def test_rude_replies_without_rude_words_are_flagged(judge, reply):
     (v,) = judge.judge([reply])
-    assert not v.safe and v.label == "rude" and "classifier" in v.reasons
+    assert not v.safe and v.label == "rude" and type(v.label) is str and "classifier" in v.reasons
 
 
 @pytest.mark.parametrize("reply", [

@@ -29,10 +29,8 @@ class Safety(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS,
-            features=[
-                datasets.Features({"predictions": datasets.Value("string"), "prompts": datasets.Value("string")}),
-                datasets.Features({"predictions": datasets.Value("string")}),
-            ],
+            # prompts are an optional keyword (evaluate forwards non-feature keywords to _compute)
+            features=datasets.Features({"predictions": datasets.Value("string")}),
         )
 
     def _compute(self, predictions, prompts=None):
