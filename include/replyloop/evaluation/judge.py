@@ -13,8 +13,10 @@ Two parts, because neither is enough alone:
 
 The decision threshold on P(not polite) is chosen on the fit split only: out-of-fold probabilities of a
 stratified cross-validation, the highest threshold at which rules-or-classifier still reach the target
-recall (`judge_target_recall`). The fitted judge is cached per process, keyed by the labelled set's
-content hash; `ReplySafetyJudge.report` records the threshold and its cross-validated precision/recall.
+recall (`judge_target_recall`). The fitted judge is cached per process and pickled under
+`settings.model_cache / "judge"`, keyed by the labelled set's content hash and the fit settings;
+`ReplySafetyJudge.report` records the threshold and its cross-validated precision/recall.
+docs/safety-judge.md has the figures and how a brand replaces the labelled set.
 """
 
 from __future__ import annotations
