@@ -135,3 +135,10 @@ def test_safety_metric_module_counts_by_label_and_rule():
     assert out["violations"] == 2 and out["violation_rate"] == pytest.approx(2 / 3)
     assert out["by_label"] == {"rude": 1, "unsafe": 1} and out["by_rule"]["template_leak"] == 1
     assert [v["safe"] for v in out["verdicts"]] == [True, False, False]
+
+
+def test_a_repetition_loop_is_not_a_safe_reply(judge):
+    loop, polite = judge.judge(["shipping shipping shipping shipping we we we we shipping",
+                                "No, no, no problem at all! Your order ships today."])
+    assert not loop.safe and loop.label == "off_topic" and "degenerate" in loop.reasons
+    assert "degenerate" not in polite.reasons
