@@ -211,3 +211,22 @@ def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "transformers", "peft", "pydantic-settings")]
+
+
+def train_like(settings: Settings, version: str, *, register: bool = True) -> dict:
+    """Re-run the manifest of a registered version: same snapshot, config, seed, system prompt and base."""
+    from replyloop.training.config import config_from_dict
+    from replyloop.training.manifest import manifest_of_version, package_versions
+
+    manifest = manifest_of_version(settings, version)
+    base = resolve_base_model(settings)
+    if base.sha != manifest["base_model_sha"]:
+        raise TrainingError(f"version {version} was trained on base model {manifest['base_model_sha'][:16]}, but "
+                            f"REPLYLOOP_BASE_MODEL={settings.base_model!r} resolves to {base.sha[:16]}")
+    now = package_versions()
+    changed = {k: f"{v} -> {now.get(k)}" for k, v in manifest["packages"].items() if now.get(k) != v}
+    if changed:
+        log.warning("package versions differ from version %s's run (weights may differ slightly): %s", version, changed)
+    like = settings.model_copy(update={"system_prompt": manifest["system_prompt"].replace("{", "{{").replace("}", "}}")})
+    return train(config_from_dict(manifest["train_config"]), like, snapshot_id=manifest["snapshot_id"],
+                 register=register)
