@@ -189,3 +189,23 @@ def test_missing_base_model_and_snapshot_are_named(env, monkeypatch, tmp_path):
         train(cfg(), env.model_copy(update={"base_model": "/nowhere/model"}))
     with pytest.raises(SnapshotError, match=r"no curated snapshot in .*empty-lake.*run ingestion first"):
         train(cfg(), env.model_copy(update={"lake_uri": str(tmp_path / "empty-lake")}))
+
+
+def test_new_corrections_alone_count_as_new_data(env, runs):
+    from replyloop.ingest.pipeline import run_ingest
+    from replyloop.ingest.snapshot import read_snapshot
+    from replyloop.lake import open_lake
+    from replyloop.training.readiness import new_data_since_last_training
+
+    lake = open_lake(env.lake)
+    before = new_data_since_last_training(env)
+    assert (before["new_conversations"], before["new_corrections"], before["ready"]) == (0, 0, False)
+    _, messages, _ = read_snapshot(lake)
+    reply = messages[(messages["role"] == "agent") & (messages["split"] == "train")].iloc[0]
+    event = {"event_id": "f-test-1", "conversation_id": reply["conversation_id"], "message_id": reply["message_id"],
+             "rating": "down", "correction": "Sorry about that! Please send us a DM.", "model_version": None,
+             "created_at": "2026-11-21T09:00:00Z"}
+    lake.write_bytes("raw/feedback/dt=2026-11-21/feedback-0000.jsonl", (json.dumps(event) + "\n").encode())
+    run_ingest(env)
+    after = new_data_since_last_training(env.model_copy(update={"min_new_conversations": 1}))
+    assert (after["new_conversations"], after["new_corrections"], after["ready"]) == (0, 1, True), after["message"]
