@@ -59,3 +59,32 @@ def test_batch_plan_is_length_binned_and_resumable():
     resumed = list(zip(range(13), micro_batches(lengths, 4, seed=1, skip=7)))
     assert [b for _, b in whole[7:]] == [b for _, b in resumed], "a resumed run replays the same micro-batches"
     assert epoch_batches(lengths, 4, 1, 0) != epoch_batches(lengths, 4, 1, 1), "each epoch has its own order"
+
+
+def test_early_stopping_keeps_the_best_adapter(tiny_model_dir):
+    """A learning rate far too high makes the held-out loss rise: training stops after `patience`
+    evaluations without improvement and the adapter it keeps is the best one, not the last."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from replyloop.modeling import BaseModel
+    from replyloop.training.config import load_train_config
+    from replyloop.training.loop import Trainer, held_out_loss
+    from replyloop.training.train import build_lora_model
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    convs = [{"conversation_id": f"c{i}", "turns": [
+        {"role": "customer", "text": f"Where is order {i}?", "train": False},
+        {"role": "agent", "text": f"Order {i} ships today, sorry for the wait.", "train": True}]} for i in range(6)]
+    examples = build_examples(tok, "sys", convs, 64)
+    cfg = load_train_config(max_steps=8, batch_size=2, learning_rate=0.5, warmup_steps=0, eval_every=1,
+                            early_stopping_patience=2, lora_r=4, lora_target_modules="q_proj,v_proj")
+    model, _ = build_lora_model(BaseModel(tiny_model_dir, "x", "tiny"), cfg, torch.float32)
+    evals = []
+    state = Trainer(model, cfg, examples[:4], examples[4:], tok.pad_token_id, torch.device("cpu"),
+                    torch.float32).run(on_step=lambda *a: None, on_eval=lambda step, loss: evals.append(loss),
+                                       on_checkpoint=lambda snap: None)
+    assert state.stopped_early and state.step < cfg.max_steps
+    assert min(evals[-2:]) > min(evals) == state.best_loss, "the last `patience` evaluations did not improve"
+    kept = held_out_loss(model, examples[4:], tok.pad_token_id, 2, torch.device("cpu"), torch.float32)
+    assert kept == pytest.approx(min(evals), rel=1e-5), "the adapter kept is the best one, not the last"

@@ -14,7 +14,7 @@ import pytest
 
 from replyloop.settings import get_settings
 
-CFG = dict(max_steps=6, batch_size=2, max_seq_len=128, eval_every=2, checkpoint_every=2, max_eval_examples=4,
+CFG = dict(max_steps=4, batch_size=2, max_seq_len=96, eval_every=2, checkpoint_every=2, max_eval_examples=2,
            early_stopping_patience=0, warmup_steps=1, lora_r=4, lora_target_modules="q_proj,v_proj,down_proj")
 
 
@@ -96,7 +96,7 @@ def test_retry_resumes_to_the_same_result_and_registers_once(env, runs):
     a, b = runs["a"], runs["b"]
     assert runs["versions_after_failure"] == runs["versions_after_corrupt"] == 1, "no version from failed attempts"
     assert b["resumed_from"] == 2 and a["resumed_from"] is None
-    assert b["steps"] == a["steps"] == 6
+    assert b["steps"] == a["steps"] == 4
     assert b["final_train_loss"] == a["final_train_loss"] and b["final_eval_loss"] == a["final_eval_loss"]
     wa, wb = adapter_weights(env, a["version"]), adapter_weights(env, b["version"])
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa), "bit-identical adapters"
@@ -119,9 +119,9 @@ def test_version_and_run_are_traceable(env, runs):
     [dataset] = run.inputs.dataset_inputs
     assert dataset.dataset.digest == tags[registry.Tag.DATASET_HASH][:32]
     client = registry.client(env)
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == list(range(1, 7))
-    assert len(client.get_metric_history(run.info.run_id, "tokens_per_s")) == 6
-    assert len(client.get_metric_history(run.info.run_id, "lr")) == 6
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == list(range(1, 5))
+    assert len(client.get_metric_history(run.info.run_id, "tokens_per_s")) == 4
+    assert len(client.get_metric_history(run.info.run_id, "lr")) == 4
     assert run.data.params["lora_r"] == "4" and run.data.params["dtype"] in ("bfloat16", "float32")
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)} | {
         f.path for f in client.list_artifacts(run.info.run_id, "plots")}
