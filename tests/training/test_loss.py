@@ -88,3 +88,24 @@ def test_early_stopping_keeps_the_best_adapter(tiny_model_dir):
     assert min(evals[-2:]) > min(evals) == state.best_loss, "the last `patience` evaluations did not improve"
     kept = held_out_loss(model, examples[4:], tok.pad_token_id, 2, torch.device("cpu"), torch.float32)
     assert kept == pytest.approx(min(evals), rel=1e-5), "the adapter kept is the best one, not the last"
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir, model_and_batch):
+    import torch
+
+    from replyloop.modeling import BaseModel
+    from replyloop.training.config import load_train_config
+    from replyloop.training.train import build_lora_model
+
+    _, batch = model_and_batch
+    grads = []
+    for checkpointing in (False, True):
+        cfg = load_train_config(gradient_checkpointing=checkpointing, lora_r=4, lora_dropout=0.0,
+                                lora_target_modules="q_proj,v_proj,down_proj")
+        model, _ = build_lora_model(BaseModel(tiny_model_dir, "x", "tiny"), cfg, torch.float32)
+        model.train()
+        summed_loss(model, batch).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        assert model.get_base_model().is_gradient_checkpointing == checkpointing
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][n], grads[1][n], rtol=1e-4, atol=1e-6) for n in grads[0])
