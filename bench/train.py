@@ -14,7 +14,7 @@ this script measures (fp32 and bf16), then the ratios.
 The conversations come from `replyloop demo-data` (generated; no real customer-service conversation set is
 installable offline here: see docs/training.md).
 
-    python bench/train.py                          # 24 examples, 6 steps of 4: small, for a shared machine
+    python bench/train.py                          # 16 examples, 4 steps of 4: small, for a shared machine
     python bench/train.py --examples 64 --steps 16
 """
 
@@ -176,9 +176,9 @@ def child(recipe: str, work: Path, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--examples", type=int, default=24)
+    p.add_argument("--examples", type=int, default=16)
     p.add_argument("--held-out", type=int, default=16)
-    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--steps", type=int, default=4)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--max-seq-len", type=int, default=256)
@@ -195,16 +195,19 @@ def main() -> None:
         lengths = [len(e["input_ids"]) for e in data["train"]]
         print(f"{len(lengths)} training examples (tokens: mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}), "
               f"{len(data['held_out'])} held out; {args.steps} steps of {args.batch}; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         peaks = {d: matmul_peak(d) for d in ("float32", "bfloat16")}
-        print(f"measured matmul peak: fp32 {peaks['float32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.1f} GFLOP/s")
-        results = {r: child(r, work, args) for r in ("canonical", "replyloop")}
-    for r in results.values():
-        peak = peaks["bfloat16" if r["dtype"] == "bfloat16" else "float32"]
-        print(f"{r['recipe']:>9}: {r['supervised_tokens_per_s']:8.1f} supervised tok/s  "
-              f"{r['processed_tokens_per_s']:8.1f} processed tok/s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
-              f"held-out loss {r['held_out_loss']:.4f}  {r['achieved_flops'] / 1e9:6.1f} GFLOP/s = "
-              f"{100 * r['achieved_flops'] / peak:4.1f}% of the {r['dtype']} peak  ({r['seconds']:.1f} s)")
+        print(f"measured matmul peak: fp32 {peaks['float32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.1f} "
+              "GFLOP/s", flush=True)
+        results = {}
+        for recipe in ("replyloop", "canonical"):
+            r = results[recipe] = child(recipe, work, args)
+            peak = peaks["bfloat16" if r["dtype"] == "bfloat16" else "float32"]
+            print(f"{r['recipe']:>9}: {r['supervised_tokens_per_s']:8.1f} supervised tok/s  "
+                  f"{r['processed_tokens_per_s']:8.1f} processed tok/s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+                  f"held-out loss {r['held_out_loss']:.4f}  {r['achieved_flops'] / 1e9:6.1f} GFLOP/s = "
+                  f"{100 * r['achieved_flops'] / peak:4.1f}% of the {r['dtype']} peak  ({r['seconds']:.1f} s; "
+                  f"load average {os.getloadavg()[0]:.1f})", flush=True)
     c, o = results["canonical"], results["replyloop"]
     print(f"ratio replyloop/canonical: {o['supervised_tokens_per_s'] / c['supervised_tokens_per_s']:.2f}x supervised "
           f"tokens/s (target >= 3x), held-out loss {o['held_out_loss']:.4f} vs {c['held_out_loss']:.4f} "
