@@ -33,7 +33,7 @@ SAFETY = [
 ]
 
 
-def golden(n: int = 48, seed: int = 4242) -> list[dict]:
+def golden(n: int = 36, seed: int = 4242) -> list[dict]:
     rng = random.Random(seed)
     pools = {id(t["c"]): name for name, t in INTENTS.items()}
     items = []
