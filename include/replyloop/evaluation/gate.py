@@ -10,6 +10,7 @@ The gate fails closed: a rule without data, or with a NaN, fails.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from pathlib import Path
 from typing import Literal
@@ -171,6 +172,7 @@ def _holds(metric: str, value: float, threshold: float, greater_is_better: bool)
 
     if value is None or math.isnan(value):
         return False
+    logging.getLogger("mlflow.models.evaluation.validation").setLevel(logging.WARNING)  # 2 lines a check
     try:
         validate_evaluation_results({metric: MetricThreshold(threshold=float(threshold),
                                                              greater_is_better=greater_is_better)},
@@ -281,8 +283,9 @@ def reason(rule: dict) -> str:
     elif rule.get("value") is not None:
         nums = f"value {rule['value']:.4g}" if isinstance(rule["value"], float) else f"value {rule['value']}"
     else:
-        nums = rule.get("message", "")
-    return f"{what} on {where}: {nums} (needs {rule.get('threshold', '')})"
+        nums = "no value"
+    note = f"; {rule['message']}" if rule.get("message") else ""
+    return f"{what} on {where}: {nums} (needs {rule.get('threshold', '')}){note}"
 
 
 def decide(cfg: GateConfig, sets: dict[str, EvalSet], cand: dict[str, SetScores],
