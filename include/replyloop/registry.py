@@ -273,10 +273,11 @@ def rollback(settings: Settings, *, to: str | int | None = None, reason: str, by
 
 
 def _previous_champion(settings: Settings, current: str) -> str:
+    """The most recent earlier champion that passed the gate (failed ones in between are skipped)."""
     gates = {str(v.version): (v.tags or {}).get(Tag.GATE) for v in versions(settings)}
     for entry in reversed(champion_history(settings)):
         earlier = entry.get("from")
-        if entry.get("to") == current and earlier and earlier != current and gates.get(earlier) == "passed":
+        if earlier and earlier != current and gates.get(earlier) == "passed":
             return earlier
     raise RegistryError(f"no earlier champion of {settings.model_name} that passed the gate is recorded before "
                         f"version {current}; pass the version to roll back to (and force for a failed one)")
