@@ -1,10 +1,16 @@
-"""Benchmark of the PII redactor against a naive three-regex baseline, side by side.
+"""Benchmark of the PII detector against a naive three-regex baseline, side by side.
 
     python bench/pii.py [--messages 100000] [--repeat 3]
 
-Prints precision/recall on the labelled set (tests/data/pii_cases.jsonl) overall and per kind, then
-redaction throughput on one core for the labelled texts repeated to --messages messages, and, when the
-package's demo data generator is available, for synthetic customer-service conversations (a more
+Prints precision/recall overall and per kind on
+  * the labelled input set (tests/data/pii_cases.jsonl), its two parts apart: "dev" (used to tune the
+    rules) and "heldout" (written from the labelling policy before the rules changed, never tuned on);
+  * the generated-reply set (tests/data/pii_cases_replies.jsonl) for `check_reply`, dev and held-out,
+    against the naive baseline and against `find_leaks` alone (no echo);
+  * the greeting-name set (tests/data/pii_cases_names.jsonl: agent and customer turns) for the ingestion
+    redaction, dev and held-out, against the same detector without the NAME rule and the naive baseline;
+then redaction throughput on one core for the labelled texts repeated to --messages messages, and, when
+the package's demo data generator is available, for synthetic customer-service conversations (a more
 typical mix: most messages carry no PII). Throughput is the best of --repeat runs; "cpu" divides by the
 process CPU time (stable on a busy machine), "wall" by elapsed time.
 """
@@ -22,9 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-from replyloop.ingest.pii import KINDS, NaiveRedactor, PiiRedactor, score  # noqa: E402
+from replyloop.pii import (  # noqa: E402
+    REPLY_KINDS, NaiveRedactor, PiiRedactor, find_leaks, score, score_replies)
 
 CASES = ROOT / "tests" / "data" / "pii_cases.jsonl"
+REPLIES = ROOT / "tests" / "data" / "pii_cases_replies.jsonl"
+NAMES = ROOT / "tests" / "data" / "pii_cases_names.jsonl"
 BRAND = "AcmeSupport"
 
 
@@ -59,26 +68,43 @@ def demo_texts(conversations: int = 3000) -> list[str] | None:
             for m in conv["messages"]]
 
 
+class WithoutNames:
+    """The detector as it was before greeting names were redacted on the way in (every kind but NAME)."""
+
+    def __init__(self, redactor: PiiRedactor):
+        self.redactor = redactor
+
+    def find(self, text: str) -> list:
+        return [s for s in self.redactor.find(text) if s.kind != "NAME"]
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "  n/a"
 
 
-def print_quality(ours: dict, naive: dict) -> None:
-    print(f"{'kind':<9}{'labelled':>9} | {'ours P':>7}{'ours R':>8} | {'naive P':>8}{'naive R':>8}")
-    print("-" * 55)
-    for kind in KINDS:
-        o = ours["per_kind"].get(kind)
-        if o is None:
-            continue
-        n = naive["per_kind"].get(kind, {"precision": 1.0, "recall": 0.0, "detected": 0})
-        naive_p = f"{n['precision']:.3f}" if n.get("detected") else "-"
-        print(f"{kind:<9}{o['labelled']:>9} | {o['precision']:>7.3f}{o['recall']:>8.3f} | "
-              f"{naive_p:>8}{n['recall']:>8.3f}")
-    o, n = ours["overall"], naive["overall"]
-    print("-" * 55)
-    print(f"{'overall':<9}{o['labelled']:>9} | {o['precision']:>7.3f}{o['recall']:>8.3f} | "
-          f"{n['precision']:>8.3f}{n['recall']:>8.3f}")
-    print(f"{'f1':<9}{'':>9} | {o['f1']:>15.3f} | {n['f1']:>16.3f}   ours/naive f1 {ratio(o['f1'], n['f1'])}")
+def _pr(row: dict | None) -> str:
+    if row is None:
+        return f"{'-':>7}{'-':>7}"
+    precision = f"{row['precision']:.3f}" if row["detected"] else "-"
+    return f"{precision:>7}{row['recall']:>7.3f}"
+
+
+def print_quality(title: str, results: dict[str, dict]) -> None:
+    """One table: rows are kinds, column pairs (P, R) are the detectors in `results` (name -> score)."""
+    names = list(results)
+    first = results[names[0]]
+    print(f"\n{title}: {first['cases']} cases, {first['overall']['labelled']} labelled spans")
+    print(f"{'kind':<9}{'spans':>6} | " + " | ".join(f"{n + ' P':>7}{'R':>7}" for n in names))
+    print("-" * (18 + 17 * len(names)))
+    kinds = [k for k in REPLY_KINDS if any(k in r["per_kind"] for r in results.values())]
+    for kind in kinds:
+        labelled = first["per_kind"].get(kind, {}).get("labelled", 0)
+        cells = " | ".join(_pr(r["per_kind"].get(kind)) for r in results.values())
+        print(f"{kind:<9}{labelled:>6} | {cells}")
+    print("-" * (18 + 17 * len(names)))
+    print(f"{'overall':<9}{first['overall']['labelled']:>6} | "
+          + " | ".join(_pr(r["overall"]) for r in results.values()))
+    print(f"{'f1':<9}{'':>6} | " + " | ".join(f"{r['overall']['f1']:>14.3f}" for r in results.values()))
 
 
 def print_throughput(rows: list[tuple[str, int, tuple[float, float], tuple[float, float]]]) -> None:
@@ -99,12 +125,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     ours, naive = PiiRedactor(keep_handles=[BRAND]), NaiveRedactor()
     cases = load_cases()
     texts = [c["text"] for c in cases]
-    q_ours, q_naive = score(ours, cases), score(naive, cases)
     avg = sum(map(len, texts)) / len(texts)
-    print(f"PII redaction benchmark — {len(cases)} labelled cases, {q_ours['overall']['labelled']} PII spans "
-          f"({CASES.relative_to(ROOT)})\n")
-    print("Quality on the labelled set (P = precision, R = recall; match = same kind, >= 80 % overlap)")
-    print_quality(q_ours, q_naive)
+    print(f"PII detection benchmark — {len(cases)} labelled input cases ({CASES.relative_to(ROOT)}), "
+          f"{len(load_cases(REPLIES))} generated replies ({REPLIES.relative_to(ROOT)})")
+    print("P = precision, R = recall; a match is the same kind with >= 80 % overlap; '-' = nothing detected")
+    for part in ("dev", "heldout"):
+        subset = [c for c in cases if c["part"] == part]
+        print_quality(f"Input redaction, {part} part",
+                      {"ours": score(ours, subset), "naive": score(naive, subset)})
+    replies = load_cases(REPLIES)
+    for part in ("dev", "heldout"):
+        subset = [c for c in replies if c["part"] == part]
+        print_quality(f"Generated replies (check_reply), {part} part", {
+            "ours": score_replies(subset),
+            "leaks": score_replies(subset, lambda text, prompt: find_leaks(text)),
+            "naive": score_replies(subset, naive)})
+    print("  (ours = check_reply with the prompt; leaks = find_leaks alone, the gate's metric before "
+          "issue 10, with greeting names since they are redacted on the way in)")
+    names = load_cases(NAMES)
+    for part in ("dev", "heldout"):
+        subset = [c for c in names if c["part"] == part]
+        print_quality(f"Greeting names in conversation turns (ingestion redaction), {part} part", {
+            "ours": score(ours, subset), "no-name": score(WithoutNames(ours), subset),
+            "naive": score(naive, subset)})
+    print("  (no-name = the same detector without the NAME rule, i.e. ingestion before names were redacted)")
 
     rows = []
     labelled = repeat_to(texts, args.messages)

@@ -8,7 +8,7 @@ substring exactly as it appears (each occurrence is labelled); an empty list is 
 IBANs, addresses with units, handles glued to punctuation, scheme-less URLs, plus-tagged or subdomain
 emails, PII next to emoji or HTML entities...).
 
-The labels follow the policy in `replyloop.ingest.pii` (module docstring): order/tracking numbers,
+The labels follow the policy in `replyloop.pii` (module docstring): order/tracking numbers,
 prices, dates, model numbers, bare domains without a path and the brand handle @AcmeSupport are not PII.
 The values are fictitious (555-01xx, Ofcom drama numbers, documentation IP ranges, test card numbers or
 random Luhn-valid numbers, random IBANs with a correct checksum).
@@ -23,6 +23,7 @@ from pathlib import Path
 OUT = Path(__file__).with_name("pii_cases.jsonl")
 BRAND = "@AcmeSupport"
 rng = random.Random(20261120)
+hrng = random.Random(20261201)  # the held-out part's own stream: the dev cases do not change
 
 FIRST = ["jane", "john", "maria", "li", "ahmed", "sofia", "tom", "priya", "lukas", "chloe", "kwame", "ana",
          "oliver", "yuki", "fatima", "diego", "emma", "noah", "zoe", "ravi"]
@@ -36,13 +37,14 @@ cases: list[dict] = []
 _seen_ids: set[str] = set()
 
 
-def add(cid: str, text: str, spans: list[tuple[str, str]], note: str, hard: bool = False) -> None:
+def add(cid: str, text: str, spans: list[tuple[str, str]], note: str, hard: bool = False,
+        part: str = "dev") -> None:
     assert cid not in _seen_ids, cid
     _seen_ids.add(cid)
     for _, value in spans:
         assert value in text, (cid, value, text)
     cases.append({"id": cid, "text": text, "spans": [{"kind": k, "text": v} for k, v in spans],
-                  "note": note, "hard": hard})
+                  "note": note, "hard": hard, "part": part})
 
 
 def pick(seq):
@@ -649,8 +651,13 @@ def negative_cases() -> None:
         (f"{BRAND} it's 2026, why no dark mode?", "year"),
         (f"{BRAND} 🙏🙏🙏 please 😭 3 weeks", "emoji only and weeks"),
     ]
+    # Issue 10 changed the policy: an IBAN-shaped number is redacted whatever its checksum (mistyped ones
+    # are still the customer's account), so these two former negatives are labelled IBAN.
+    now_pii = {"IBAN with wrong checksum": "DE89 3704 0044 0532 0130 01",
+               "IBAN check digits 00": "GB00 WEST 1234 5698 7654 32"}
     for i, (t, note) in enumerate(rows):
-        add(f"neg-{i:03d}", t, [], note, hard=False)
+        spans = [("IBAN", now_pii[note])] if note in now_pii else []
+        add(f"neg-{i:03d}", t, spans, note, hard=False)
 
 
 # --- second batch: written after a first detector run, as a held-out check (kept to guard regressions) --
@@ -719,6 +726,604 @@ def heldout_cases() -> None:
         add(f"held-neg-{i:02d}", t, [], note)
 
 
+# --- issue 10, dev part: mistyped IBANs/cards, libphonenumber formats, look-alikes (used for tuning) ----
+def issue10_dev_cases() -> None:
+    for i, cc in enumerate(["DE", "NL", "BE", "AT", "CH", "PL"]):
+        bad = mistype_dev(iban(cc, IBAN_BBAN[cc]() if cc in IBAN_BBAN else rand_digits(12)))
+        x = [spaced(bad), bad, spaced(bad).lower()][i % 3]
+        add(f"i10-iban-{i:02d}", f"{BRAND} refund IBAN {x} (I may have mistyped it)", [("IBAN", x)],
+            f"{cc} IBAN failing mod 97", hard=True)
+    raw = iban("ES", IBAN_BBAN["ES"]())
+    add("i10-iban-dot", f"{BRAND} cuenta {'.'.join(raw[i:i + 4] for i in range(0, len(raw), 4))} gracias",
+        [("IBAN", '.'.join(raw[i:i + 4] for i in range(0, len(raw), 4)))], "dot-separated groups", hard=True)
+    add("i10-iban-short", f"{BRAND} NL91 ABNA 0417 is that enough?", [], "IBAN too short for its country")
+    add("i10-iban-model", f"{BRAND} my NL40 speaker and the BE12 remote", [], "country letters + 2 digits")
+    for i, (word, sep) in enumerate([("card", " "), ("Visa", "-"), ("debit card no.", ""), ("Mastercard:", " ")]):
+        x = group(not_luhn(16, "45"[i % 2]), [4, 4, 4, 4], sep)
+        add(f"i10-card-{i:02d}", f"{BRAND} {word} {x} keeps getting declined", [("CARD", x)],
+            "mistyped card after a card word", hard=True)
+    x = group(luhn_complete("4", 16), [4, 4, 4, 4], ".")
+    add("i10-card-dot", f"{BRAND} paid with {x} yesterday", [("CARD", x)], "dotted card", hard=True)
+    x = group(luhn_complete("5", 16), [4, 4, 4, 4], "  ")
+    add("i10-card-2sp", f"{BRAND} charged  {x}  twice", [("CARD", x)], "double-spaced card", hard=True)
+    add("i10-card-gift", f"{BRAND} gift card code {group(not_luhn(16, '6'), [4, 4, 4, 4], ' ')} invalid", [],
+        "gift card code (not a payment card)")
+    phones = [
+        ("ph.312.555.0177", "312.555.0177", "dotted with ph. prefix"),
+        ("tel:+33612345678", "+33612345678", "tel: URI"),
+        ("+44 161 496 0000 ext 55", "+44 161 496 0000 ext 55", "UK with ext"),
+        ("(212) 555-0123 x12", "(212) 555-0123 x12", "US with x extension"),
+        ("+1 312 555 0177 extension 9", "+1 312 555 0177 extension 9", "extension spelled out"),
+        ("0171 2345678", "0171 2345678", "German mobile national"),
+        ("01 42 68 53 00", "01 42 68 53 00", "French landline national pairs"),
+        ("+61 3 9650 1234", "+61 3 9650 1234", "Australian Melbourne"),
+        ("+91 22 2778 8000", "+91 22 2778 8000", "Indian Mumbai landline"),
+        ("0044 20 7946 0999", "0044 20 7946 0999", "00 44 compact"),
+        ("+49 (0)89 1234567", "+49 (0)89 1234567", "DE with (0)"),
+        ("+1-646-555-0100", "+1-646-555-0100", "all dashes with +1"),
+    ]
+    for i, (shown, label, note) in enumerate(phones):
+        add(f"i10-phone-{i:02d}", f"{BRAND} my number is {shown}, call after 5", [("PHONE", label)], note,
+            hard=True)
+    looks = [
+        f"{BRAND} the X201XE blender stopped", f"{BRAND} is the P401XA charger the same as the P400?",
+        f"{BRAND} model T220EX vs T230EX?", f"{BRAND} my A15 2XE? no, the A152XE kettle",
+        f"{BRAND} delivered 2026-11-20 10:15, wrong item", f"{BRAND} Zustellung 03.12.2026 09:00",
+        f"{BRAND} order 07700900321 - status?", f"{BRAND} ISBN 978-0-306-40615-7 pages missing",
+        f"{BRAND} tracking 9261 2901 2345 6789 0123 45",
+        f"{BRAND} price went from £1,099.00 to £1,299.00", f"{BRAND} 3.5mm jack, 1.2m cable, 20.5cm",
+        f"{BRAND} coupon 5512-4410-9921 expired", f"{BRAND} the WH-CH720N left ear buzzes",
+    ]
+    for i, t in enumerate(looks):
+        add(f"i10-neg-{i:02d}", t, [], "look-alike (issue 10 dev)")
+    add("i10-ip-cidr", f"{BRAND} router at 192.168.1.254/24 resets", [("IP", "192.168.1.254")],
+        "IP with a CIDR suffix is an IP, not a phone", hard=True)
+
+
+def mistype_dev(value: str) -> str:
+    chars = list(value)
+    i = rng.choice([k for k, ch in enumerate(chars) if ch.isdigit()][4:])
+    chars[i] = str((int(chars[i]) + 5) % 10)
+    return "".join(chars)
+
+
+# === held-out part ================================================================================
+# Written from the labelling policy alone, before the detector was changed for issue 10, and never used
+# to tune it: bench/pii.py and the tests report it separately ("part": "heldout").
+# Policy: an IBAN is a country code + 2 check digits + a BBAN of that country's length, spaced, dashed or
+# compact, whatever its checksum; a card is a Luhn-valid 13-19 digit number starting 2-6, or a 15-16 digit
+# one after a card word (card/visa/mastercard/amex/debit/credit) even with a typo; a phone is a number
+# that is valid for its country (international, or national in a common region), its extension included;
+# order/ticket/tracking numbers, prices, dates, times, model codes, versions, ISBNs and serials are not PII.
+HELD_BRANDS = ["@AcmeSupport", "@AcmeSupport", "", "Hey", "hi,"]
+HELD_IBANS = {  # country -> (BBAN length, letters at the front of the BBAN)
+    "SE": (20, 0), "NO": (11, 0), "DK": (14, 0), "FI": (14, 0), "LU": (16, 0), "CZ": (20, 0),
+    "HU": (24, 0), "RO": (20, 4), "SA": (20, 0), "AE": (19, 0), "TR": (22, 0), "GR": (23, 0),
+    "HR": (17, 0), "LT": (16, 0), "BG": (18, 4), "PT": (21, 0), "MT": (27, 4), "IS": (22, 0),
+}
+
+
+def held_bban(country: str) -> str:
+    length, letters = HELD_IBANS[country]
+    return "".join(hrng.choice("BCDFGHKLMNPRSTVWXZ") for _ in range(letters)) + \
+        "".join(str(hrng.randint(0, 9)) for _ in range(length - letters))
+
+
+def mistype(value: str) -> str:
+    """Change one digit after the check digits so that the mod-97 / Luhn check fails."""
+    chars = list(value)
+    idx = [i for i, ch in enumerate(chars) if ch.isdigit()][4:]
+    i = hrng.choice(idx)
+    chars[i] = str((int(chars[i]) + hrng.randint(1, 8)) % 10)
+    return "".join(chars)
+
+
+def hadd(cid: str, text: str, spans: list[tuple[str, str]], note: str) -> None:
+    add(f"ho-{cid}", text.strip(), spans, note, hard=True, part="heldout")
+
+
+def held_iban_cases() -> None:
+    templates = ["{b} refund it to {x} please", "{b} my IBAN is {x}", "IBAN {x} (joint account)",
+                 "{b} wire the money back to: {x}", "{b} bank: {x}, name as on the order",
+                 "{b} is {x} the right format for the refund form?"]
+    for i, country in enumerate(HELD_IBANS):
+        raw = iban(country, held_bban(country))
+        styles = [spaced(raw), raw, raw.lower(), spaced(raw).replace(" ", "-"), spaced(raw).lower()]
+        x = styles[i % len(styles)]
+        hadd(f"iban-{i:02d}", hrng.choice(templates).format(b=hrng.choice(HELD_BRANDS), x=x), [("IBAN", x)],
+             f"{country} valid, style {i % len(styles)}")
+        bad = mistype(raw)
+        y = [spaced(bad), bad][i % 2]
+        hadd(f"iban-typo-{i:02d}", hrng.choice(templates).format(b=hrng.choice(HELD_BRANDS), x=y),
+             [("IBAN", y)], f"{country} mistyped (checksum fails)")
+    for cc, raw in [("DE", iban("DE", rand_digits(18))), ("GB", iban("GB", "NWBK" + rand_digits(14))),
+                    ("FR", iban("FR", rand_digits(23))), ("ES", iban("ES", rand_digits(20))),
+                    ("IT", iban("IT", "X" + rand_digits(22))), ("NL", iban("NL", "INGB" + rand_digits(10)))]:
+        bad = mistype(raw)
+        hadd(f"iban-typo-{cc}", f"@AcmeSupport IBAN {spaced(bad)} - sorry if I typed it wrong",
+             [("IBAN", spaced(bad))], f"{cc} mistyped, spaced")
+    raw = iban("DE", rand_digits(18))
+    hadd("iban-dots", f"iban {'.'.join(raw[i:i + 4] for i in range(0, len(raw), 4))} thx",
+         [("IBAN", '.'.join(raw[i:i + 4] for i in range(0, len(raw), 4)))], "dotted groups")
+    raw = iban("GB", "BARC" + rand_digits(14))
+    hadd("iban-6-groups", f"sort it: {raw[:4]} {raw[4:8]} {raw[8:14]} {raw[14:]}",
+         [("IBAN", f"{raw[:4]} {raw[4:8]} {raw[8:14]} {raw[14:]}")], "uneven grouping")
+    hadd("iban-short", "@AcmeSupport is DE44 5001 0517 5407 a full IBAN?", [], "too short for DE: not an IBAN")
+    hadd("iban-word", "@AcmeSupport ES12 reference on the invoice, 2 pages", [], "country code + digits only")
+    hadd("iban-model", "@AcmeSupport the DE40 dehumidifier leaks", [], "model code shaped like IBAN start")
+
+
+def held_card_cases() -> None:
+    templates = ["{b} you charged {x} twice", "{b} card {x} declined again", "{b} I paid with {x} on Friday",
+                 "{b} refund to the card ending... actually full number {x}", "{b} visa {x} shows pending"]
+    specs = [("4", 16, [4, 4, 4, 4], " "), ("4", 16, [4, 4, 4, 4], "."), ("5", 16, [4, 4, 4, 4], " "),
+             ("2720", 16, [16], ""), ("37", 15, [4, 6, 5], " "), ("6011", 16, [4, 4, 4, 4], "-"),
+             ("35", 16, [4, 4, 4, 4], " "), ("4", 16, [4, 4, 4, 4], "  "), ("5", 16, [8, 8], " "),
+             ("4", 16, [4, 4, 4, 4], " - "), ("62", 16, [4, 4, 4, 4], " "), ("4", 19, [4, 4, 4, 4, 3], " ")]
+    for i, (prefix, length, sizes, sep) in enumerate(specs):
+        x = group(luhn_complete(prefix, length), sizes, sep)
+        hadd(f"card-{i:02d}", hrng.choice(templates).format(b=hrng.choice(HELD_BRANDS), x=x), [("CARD", x)],
+             f"card {prefix} {sizes} sep {sep!r}")
+    typo_templates = ["{b} my card {x} keeps failing", "{b} Visa {x} was charged twice",
+                      "{b} mastercard {x}, please cancel", "{b} debit card no {x} - refund there",
+                      "{b} credit card: {x}"]
+    for i in range(6):
+        x = group(not_luhn(16, hrng.choice("45")), [4, 4, 4, 4], hrng.choice([" ", "-", ""]))
+        hadd(f"card-typo-{i:02d}", typo_templates[i % len(typo_templates)].format(
+            b=hrng.choice(HELD_BRANDS), x=x), [("CARD", x)], "mistyped card after a card word")
+    assert not luhn_ok("6034918722105546")
+    hadd("card-gift", "@AcmeSupport gift code 6034 9187 2210 5546 says invalid", [],
+         "gift code (Luhn fails, no card word)")
+    hadd("card-last4", "@AcmeSupport refunded to card ending 4417? and not 0091?", [], "last four digits only")
+    hadd("card-exp", "@AcmeSupport card expires 09/28, CVV 737", [], "expiry and CVV only")
+
+
+def held_phone_cases() -> None:
+    templates = ["{b} call me on {x}", "{b} my number: {x}", "{b} ring {x} after 6pm pls",
+                 "{b} text {x}, I'm travelling", "{b} reach me at {x} (mobile)", "{b} you can call {x} anytime"]
+    phones = [
+        ("+44 20 7946 0958 ext. 214", "UK with ext."), ("+1 415-555-0132 x204", "US with x ext"),
+        ("(415) 555-0132, ext 7", "US with ', ext'"), ("+49 89 12345678-12", "German with dash extension"),
+        ("ph.415.555.0132", None), ("tel:+442079460958", None), ("+1.212.555.0147", "dotted +1"),
+        ("415 555 0132", "US spaced"), ("+33 (0)1 44 55 66 77", "FR with (0)"), ("06 12 34 56 78", "FR mobile"),
+        ("0151 23456789", "DE mobile"), ("+49 151 2345 6789", "DE mobile intl"), ("+91-98765-43210", "IN dashed"),
+        ("+61 412 345 678", "AU mobile"), ("+55 21 98765-4321", "BR mobile"), ("090-1234-5678", "JP mobile"),
+        ("+82 10-1234-5678", "KR mobile"), ("+27 82 123 4567", "ZA mobile"), ("+353 87 123 4567", "IE mobile"),
+        ("+46 70 123 45 67", "SE mobile"), ("+31 6 12345678", "NL mobile"), ("+32 470 12 34 56", "BE mobile"),
+        ("+1 (800) 555-0199 ext. 3", "toll free with ext"), ("00 44 7700 900 123", "00 44 spaced"),
+        ("+44 7700-900-123", "UK mobile dashed"), ("(212)555-0188", "no space after area code"),
+        ("212.555.0188", "dotted NANP"), ("+1 212 555 0188 extension 44", "extension spelled out"),
+        ("0207 946 0123", "UK London 4-3-4"), ("+34 91 123 45 67", "ES landline"),
+        ("+39 347 123 4567", "IT mobile"), ("+41 44 668 18 00", "CH landline"), ("+48 512 345 678", "PL mobile"),
+        ("+1 604 555 0172", "CA spaced"), ("+852 2123 4567", "HK"), ("+971 50 123 4567", "AE mobile"),
+    ]
+    for i, (x, note) in enumerate(phones):
+        if x.startswith("ph."):
+            hadd(f"phone-{i:02d}", "@AcmeSupport ph.415.555.0132 - call before 5", [("PHONE", "415.555.0132")],
+                 "dotted with ph. prefix")
+            continue
+        if x.startswith("tel:"):
+            hadd(f"phone-{i:02d}", "@AcmeSupport tel:+442079460958 is my desk", [("PHONE", "+442079460958")],
+                 "tel: prefix, E.164")
+            continue
+        hadd(f"phone-{i:02d}", hrng.choice(templates).format(b=hrng.choice(HELD_BRANDS), x=x), [("PHONE", x)],
+             note)
+    hadd("phone-typo-1", "@AcmeSupport my numbr is 07700 900 4567 sorry 07700 900456",
+         [("PHONE", "07700 900456")], "typo then correction: only the valid one is a phone")
+    hadd("phone-two", "@AcmeSupport home 020 7946 0011, work +44 161 496 0123",
+         [("PHONE", "020 7946 0011"), ("PHONE", "+44 161 496 0123")], "two phones")
+    hadd("phone-dm", "DM'd you. Ph: +1 (646) 555-0123 Ext. 901. Email to follow",
+         [("PHONE", "+1 (646) 555-0123 Ext. 901")], "capitalised Ext.")
+
+
+def held_other_pii_cases() -> None:
+    rows = [
+        ("@AcmeSupport email jane.doe@gmial.com (typo in gmail, sorry)", [("EMAIL", "jane.doe@gmial.com")],
+         "typo domain"),
+        ("@AcmeSupport my email:  m.rossi@libero.it.", [("EMAIL", "m.rossi@libero.it")], "double space, dot"),
+        ("hi, contact firstname.lastname@company-name.example thx", [
+            ("EMAIL", "firstname.lastname@company-name.example")], "long tld"),
+        ("@AcmeSupport send it to priya(at)outlook(dot)com", [("EMAIL", "priya(at)outlook(dot)com")],
+         "obfuscated with parentheses"),
+        ("@AcmeSupport ship to 18 Willow Crescent, Bristol BS8 1TH", [
+            ("ADDRESS", "18 Willow Crescent, Bristol BS8 1TH")], "UK crescent + postcode"),
+        ("@AcmeSupport my address 4521 Cedar Ln, Boise, ID 83702 — wrong on the label",
+         [("ADDRESS", "4521 Cedar Ln, Boise, ID 83702")], "US Ln + ZIP"),
+        ("@AcmeSupport deliver to Apartment 12, 9 Victoria Road", [("ADDRESS", "Apartment 12, 9 Victoria Road")],
+         "Apartment unit before"),
+        ("@AcmeSupport Lindenallee 23, 50968 Köln please", [("ADDRESS", "Lindenallee 23, 50968 Köln")],
+         "German allee + PLZ"),
+        ("@AcmeSupport new address 7 avenue de la République, 69002 Lyon", [
+            ("ADDRESS", "7 avenue de la République, 69002 Lyon")], "French avenue"),
+        ("@AcmeSupport I'm at Calle de Alcalá 45, 28014 Madrid", [("ADDRESS", "Calle de Alcalá 45, 28014 Madrid")],
+         "Spanish calle de"),
+        ("@AcmeSupport P.O. Box 9921, Anchorage", [("ADDRESS", "P.O. Box 9921")], "PO box dotted"),
+        ("@AcmeSupport postcode EH1 1YZ, is that in your area?", [("ADDRESS", "EH1 1YZ")], "Edinburgh postcode"),
+        ("@AcmeSupport my account number is 44 1902 7731, it was hacked", [("ACCOUNT", "44 1902 7731")],
+         "spaced account number"),
+        ("@AcmeSupport customer no. 7712-0093-11 was charged twice", [("ACCOUNT", "7712-0093-11")],
+         "dashed customer number"),
+        ("@AcmeSupport loyalty card number 600212345678 points gone", [("ACCOUNT", "600212345678")],
+         "loyalty number"),
+        ("@AcmeSupport SSN 078-05-1120 is on the form you mailed", [("SSN", "078-05-1120")], "SSN dashed"),
+        ("@AcmeSupport my IP 198.51.100.23 is blocked", [("IP", "198.51.100.23")], "IP"),
+        ("@AcmeSupport cc @maria_lopez88 she had the same issue", [("HANDLE", "@maria_lopez88")], "handle"),
+        ("@AcmeSupport photos: https://imgur.com/a/Xy7Pq2 and bit.ly/3xYzAb", [
+            ("URL", "https://imgur.com/a/Xy7Pq2"), ("URL", "bit.ly/3xYzAb")], "two URLs"),
+        ("@AcmeSupport email ana.costa@gmail.com, phone +351 912 345 678, IBAN in DM",
+         [("EMAIL", "ana.costa@gmail.com"), ("PHONE", "+351 912 345 678")], "mixed, PT mobile"),
+    ]
+    for i, (t, spans, note) in enumerate(rows):
+        hadd(f"pii-{i:02d}", t, spans, note)
+
+
+def held_lookalike_cases() -> None:
+    rows = [
+        # product model codes
+        "@AcmeSupport the X201XE keeps rebooting", "@AcmeSupport is the X201XE compatible with the X300?",
+        "@AcmeSupport my SM-G991B won't charge", "@AcmeSupport WH-1000XM4 left cup is silent",
+        "@AcmeSupport KD-55X85J has a dead pixel", "@AcmeSupport bought the A2337 MacBook, no refund?",
+        "@AcmeSupport model MQ2Y3LL/A arrived scratched", "@AcmeSupport the TX220E printer jams",
+        "@AcmeSupport part no. BX80684I79700K is wrong", "@AcmeSupport the B201XE model is louder than the B200",
+        "@AcmeSupport CF12AB adapter or the CF3 cable?", "@AcmeSupport need a filter for the HX32ZE vacuum",
+        "@AcmeSupport the SW1 charger (SW1-200) overheats", "@AcmeSupport GT-730 GPU fan noise",
+        "@AcmeSupport L204LD bulbs are dimmer than the L100", "@AcmeSupport DE40 and FR12 are both sold out",
+        "@AcmeSupport my ASIN B07XJ8C8F5 order", "@AcmeSupport the 55UN7300 tv stand is missing screws",
+        # order, ticket, tracking numbers
+        "@AcmeSupport order #112-3456789-1234567 hasn't shipped", "@AcmeSupport order 4415550132 is late",
+        "@AcmeSupport ticket 20261120-0043 still open", "@AcmeSupport RMA 7700900123 was approved",
+        "@AcmeSupport tracking 9400 1118 9922 3333 4444 55 stuck", "@AcmeSupport parcel JD014600003828234567",
+        "@AcmeSupport Royal Mail says AB123456789GB was delivered", "@AcmeSupport DHL 1234567890 no update",
+        "@AcmeSupport FedEx tracking 7749 1234 5678, where?", "@AcmeSupport UPS 1Z 999 AA1 01 2345 6784",
+        "@AcmeSupport my order no. is 4111111111111111?", "@AcmeSupport invoice INV-2026-004417 wrong",
+        "@AcmeSupport case 00123987 - any news?", "@AcmeSupport booking ref 8XK2PQ for 2 people",
+        # prices, dates, times, quantities
+        "@AcmeSupport charged $1,249.99 instead of $249.99", "@AcmeSupport € 89,90 for shipping?!",
+        "@AcmeSupport paid 1.299,00 EUR", "@AcmeSupport £4,415.55 refund pending",
+        "@AcmeSupport ordered 20.11.2026, arrived 27.11.2026", "@AcmeSupport due 2026/11/20 12:30",
+        "@AcmeSupport from 11/20/26 to 12/04/26 no answer", "@AcmeSupport 10:45-13:30 delivery window missed",
+        "@AcmeSupport 3 x 250 ml bottles, 1 broken", "@AcmeSupport 2019-2024 customer, never again",
+        "@AcmeSupport 15.11.2026 14:30 Uhr Lieferung", "@AcmeSupport between 08.00 and 12.00 please",
+        # versions, serials, codes, numbers that look like phones
+        "@AcmeSupport app v10.2.3.4 crashes", "@AcmeSupport serial SN C02XK1JHJG5J",
+        "@AcmeSupport ISBN 978-3-16-148410-0 misprinted", "@AcmeSupport error 0x80070005 on install",
+        "@AcmeSupport promo code SAVE20NOW doesn't work", "@AcmeSupport voucher 7700-9001-2345 invalid",
+        "@AcmeSupport 1,000,000 points and no reward", "@AcmeSupport 4K 120Hz HDMI 2.1 cable",
+        "@AcmeSupport gift card balance 25.00", "@AcmeSupport 2FA code 482913 never came",
+        "@AcmeSupport store #0412 in Leeds was closed", "@AcmeSupport flight BA 0117 on 2026-12-01",
+        "@AcmeSupport room 1204, floor 12", "@AcmeSupport 1-800-FLOWERS style number pls",
+        "@AcmeSupport zip 94107 is in your area?", "@AcmeSupport born in 1990, does age matter",
+        "@AcmeSupport I have 2 accounts, both locked", "@AcmeSupport customer since 2011",
+        # greeting names are not input PII (names are not redacted in input)
+        "Hi Acme, where is my parcel?", "Hello team, 3 days late again",
+    ]
+    for i, t in enumerate(rows):
+        hadd(f"neg-{i:02d}", t, [], "look-alike")
+
+
+def heldout_part() -> None:
+    held_iban_cases()
+    held_card_cases()
+    held_phone_cases()
+    held_other_pii_cases()
+    held_lookalike_cases()
+    held_mixed_cases()
+
+
+def held_mixed_cases() -> None:
+    """Longer messages: one PII value among look-alikes (orders, prices, dates, model codes)."""
+    noise = ["order #{o} (£{p}.99) on {d}", "the X201XE I bought on {d} for ${p}", "ticket {o}, {d} at 10:{m}",
+             "order {o}, tracking 1Z{o}AA{o}", "invoice INV-{o} dated {d}", "my SM-A{m}6B from order {o}"]
+    values = [
+        ("PHONE", lambda: f"+44 7700 900{hrng.randint(100, 999)}"),
+        ("PHONE", lambda: f"(312) 555-01{hrng.randint(10, 99)}"),
+        ("PHONE", lambda: f"+49 30 {hrng.randint(1000000, 9999999)}"),
+        ("EMAIL", lambda: f"{hrng.choice(FIRST)}.{hrng.choice(LAST)}@{hrng.choice(['gmail.com', 'web.de', 'mail.ru'])}"),
+        ("CARD", lambda: group(luhn_complete("4", 16), [4, 4, 4, 4], " ")),
+        ("IBAN", lambda: spaced(iban("DE", "".join(str(hrng.randint(0, 9)) for _ in range(18))))),
+        ("IBAN", lambda: mistype(iban("FR", "".join(str(hrng.randint(0, 9)) for _ in range(23))))),
+        ("ADDRESS", lambda: f"{hrng.randint(2, 999)} {hrng.choice(['Oak', 'Mill', 'Park', 'Bridge'])} "
+                            f"{hrng.choice(['Street', 'Road', 'Lane', 'Avenue'])}"),
+    ]
+    frames = ["{b} {n} - please contact me: {x}", "{b} about {n}: refund to {x}", "{b} {x} is mine, re {n}",
+              "{b} re {n} -> {x}"]
+    for i in range(40):
+        kind, make = values[i % len(values)]
+        x = make()
+        n = hrng.choice(noise).format(o=hrng.randint(100000, 999999), p=hrng.randint(10, 999),
+                                      d=f"{hrng.randint(1, 28)}/{hrng.randint(1, 12)}/2026", m=hrng.randint(10, 59))
+        t = hrng.choice(frames).format(b=hrng.choice(HELD_BRANDS), n=n, x=x)
+        hadd(f"mixed-{i:02d}", t, [(kind, x)], f"{kind} among look-alikes")
+
+
+# === generated-reply set (check_reply) ============================================================
+# Replies as a fine-tuned model writes them, clean or leaking personal data it invented or echoed from
+# the prompt. {"id", "reply", "prompt": [customer texts], "spans": [{"kind", "text"}], "part"}.
+# Kinds: every find_leaks kind, NAME (a name after a greeting) and ECHO (a PII value or typed placeholder
+# of the prompt repeated in the reply; reported as ECHO rather than as its pattern kind).
+REPLIES_OUT = Path(__file__).with_name("pii_cases_replies.jsonl")
+replies: list[dict] = []
+
+
+def radd(cid: str, reply: str, spans: list[tuple[str, str]], part: str, prompt: list[str] | None = None) -> None:
+    assert all(v in reply for _, v in spans), (cid, spans)
+    assert cid not in {r["id"] for r in replies}, cid
+    replies.append({"id": cid, "reply": reply, "prompt": prompt or [], "spans": [{"kind": k, "text": v}
+                                                                              for k, v in spans], "part": part})
+
+
+def heldout_replies() -> None:
+    """Written before check_reply was tuned; never used to tune it."""
+    p = "heldout"
+    rows = [
+        ("Hi Siobhan, so sorry your parcel is late! Could you DM us your order number? ^KT", [("NAME", "Siobhan")]),
+        ("Hello José, thanks for flagging this. We'll look into it right away.", [("NAME", "José")]),
+        ("Hey Zoë! Glad the kettle arrived safely 😊", [("NAME", "Zoë")]),
+        ("Dear Ms. O'Brien, we have issued a full refund for your order.", [("NAME", "Ms. O'Brien")]),
+        ("Hi Anne-Marie, please send us a DM with your order details.", [("NAME", "Anne-Marie")]),
+        ("Good morning Kwame, we're sorry for the trouble with your router.", [("NAME", "Kwame")]),
+        ("Thanks Priya! We've passed this on to our delivery team.", [("NAME", "Priya")]),
+        ("Hi Mr Patel, the replacement is on its way.", [("NAME", "Mr Patel")]),
+        ("Hello Dr. Nguyen, sorry for the wait. DM us and we'll sort it.", [("NAME", "Dr. Nguyen")]),
+        ("Hi Tom and sorry about that! Please DM us.", [("NAME", "Tom")]),
+        ("Hey Lukas, can you DM us the email on your account?", [("NAME", "Lukas")]),
+        ("Hi Jordan Ellis, we've escalated this to our team.", [("NAME", "Jordan Ellis")]),
+        # invented contact data
+        ("Hi there, you can reach our returns desk at returns.team@gmail.com.", [("EMAIL", "returns.team@gmail.com")]),
+        ("Sorry about that! Please call us on 020 7946 0321 and we'll help.", [("PHONE", "020 7946 0321")]),
+        ("Please ring +1 (312) 555-0164 ext. 22 to speak to an agent.", [("PHONE", "+1 (312) 555-0164 ext. 22")]),
+        ("We've refunded the card 4539 1488 0343 6467 - it should show in 3-5 days.", [("CARD", "4539 1488 0343 6467")]),
+        ("The refund went to DE44 5001 0517 5407 3249 31, please check your statement.",
+         [("IBAN", "DE44 5001 0517 5407 3249 31")]),
+        ("We'll send the new one to 42 Maple Avenue, Springfield, IL 62704.",
+         [("ADDRESS", "42 Maple Avenue, Springfield, IL 62704")]),
+        ("Hi Grace, we'll call you on 07700 900 222 tomorrow.", [("NAME", "Grace"), ("PHONE", "07700 900 222")]),
+        ("Your account number 55012874 has been unlocked.", [("ACCOUNT", "55012874")]),
+        ("Thanks @mike_r88, we've passed it on!", [("HANDLE", "@mike_r88")]),
+        ("Your photos are here: https://acme-support.example/cases/88123/photos", [
+            ("URL", "https://acme-support.example/cases/88123/photos")]),
+        ("Hello Fatima, your new address 10 Rue de la Paix, 75002 Paris is saved.",
+         [("NAME", "Fatima"), ("ADDRESS", "10 Rue de la Paix, 75002 Paris")]),
+        ("Please email fatima.k@outlook.com with the receipt, Fatima.", [("EMAIL", "fatima.k@outlook.com")]),
+        # clean replies
+        ("Hi there, sorry to hear that! Could you DM us your order number? ^JS", []),
+        ("Hi team, thanks for the kind words!", []),
+        ("Hello again! Happy to help - please send us a DM.", []),
+        ("Hi everyone, the app is back up. Thanks for your patience!", []),
+        ("Happy Friday! Your order should arrive by Monday.", []),
+        ("Hi, sorry about the delay. Orders placed in December ship within 5-7 days.", []),
+        ("Thanks for reaching out! The X201XE is covered by a 2-year warranty.", []),
+        ("Hi Acme fans, the sale ends on Sunday!", []),
+        ("Hey! Sorry to hear that. DM us and we'll take a look.", []),
+        ("Hello, and thanks for your patience. Order 784512 shipped on 20.11.2026.", []),
+        ("Good morning! The WH-1000XM4 is back in stock at $279.99.", []),
+        ("Hi folks, tracking 1Z999AA10123456784 shows it's out for delivery.", []),
+        ("Dear customer, we're sorry for the inconvenience. Please DM us.", []),
+        ("Hi, please DM us your [EMAIL] and [PHONE] so we can check.", []),
+        ("Thanks, we're on it! Refunds take 3-5 business days. ^MB", []),
+        ("Hi again, sorry for the trouble. Version 2.4.1 fixes the bug.", []),
+        ("Hello from the Acme team! Sorry it arrived damaged.", []),
+        ("Hi Sorry about that! Please DM us your order number.", []),
+    ]
+    for i, (reply, spans) in enumerate(rows):
+        radd(f"rho-{i:02d}", reply, spans, p)
+    echoes = [
+        (["my email is jane.roe@gmail.com and order 4455 never came"],
+         "Hi there, we've emailed jane.roe@gmail.com with an update on order 4455.", [("ECHO", "jane.roe@gmail.com")]),
+        (["call me on +44 20 7946 0558 please"], "Sure, we'll call +44 20 7946 0558 within the hour.",
+         [("ECHO", "+44 20 7946 0558")]),
+        (["[HANDLE] my card [CARD] was charged twice"], "Sorry! We've refunded [CARD], it takes 3-5 days.",
+         [("ECHO", "[CARD]")]),
+        (["deliver to [ADDRESS] please", "still nothing"], "We've updated the delivery address to [ADDRESS].",
+         [("ECHO", "[ADDRESS]")]),
+        (["my order 784512 is late"], "Sorry! Order 784512 is with the courier now.", []),
+        (["refund to NL91ABNA0417164300 pls"], "Done, the refund to NL91ABNA0417164300 is on its way.",
+         [("ECHO", "NL91ABNA0417164300")]),
+        (["I'm at 221B Baker Street, London NW1 6XE"], "Thanks, we'll send a courier to 221B Baker Street.",
+         [("ECHO", "221B Baker Street")]),
+        (["[EMAIL] is my login"], "Hi! Please DM us so we can check your account.", []),
+        (["[PHONE] call me"], "We'll call you back on [PHONE] shortly.", [("ECHO", "[PHONE]")]),
+        (["my email is tom@example.org"], "Hi Tom, please DM us and we'll check.", [("NAME", "Tom")]),
+    ]
+    for i, (prompt, reply, spans) in enumerate(echoes):
+        radd(f"rho-echo-{i:02d}", reply, spans, p, prompt)
+
+
+def dev_replies() -> None:
+    """Used to tune check_reply (greeting names, echo)."""
+    p = "dev"
+    names = ["Liam", "Maria", "Jordan", "Lukas", "Aisha", "Chen", "Olivia", "Mateo", "Hannah", "Yusuf"]
+    greets = ["Hi {n}, sorry to hear that! Could you DM us your order number? ^JS",
+              "Hello {n}, thanks for reaching out. We'll check on it.",
+              "Hey {n}! Glad you like it 😊", "Hi {n}! Please DM us the email on your account.",
+              "Thanks {n}, we've passed this on to the team.", "Good evening {n}, sorry for the wait."]
+    for i, n in enumerate(names):
+        radd(f"rdev-name-{i:02d}", greets[i % len(greets)].format(n=n), [("NAME", n)], p)
+    titled = [("Dear Mr. Smith, we're sorry for the delay.", "Mr. Smith"),
+              ("Hello Mrs Garcia, your refund is on its way.", "Mrs Garcia"),
+              ("Hi Maria Lopez, thanks for your patience.", "Maria Lopez"),
+              ("Dear Sam, we've escalated your case.", "Sam"),
+              ("Hi, Emma! Sorry about the mix-up.", "Emma"),
+              ("hi Noah, can you DM us?", "Noah"),
+              ("Hey Sarah-Jane, sorry about that!", "Sarah-Jane"),
+              ("Hello D'Arcy, we'll look into it.", "D'Arcy")]
+    for i, (reply, name) in enumerate(titled):
+        radd(f"rdev-title-{i:02d}", reply, [("NAME", name)], p)
+    clean = ["Hi there, sorry about the wait! DM us your order number.", "Hi team, thanks for the shout-out!",
+             "Hello again, please send us a DM.", "Hi all, the outage is fixed.", "Hey there! Happy to help.",
+             "Hi Acme community, new firmware is out.", "Happy Monday! How can we help?",
+             "Hi, thanks for getting in touch.", "Hello! Orders placed in March ship in April.",
+             "Thanks for the feedback! We'll pass it on.", "Hi everyone, we're back online.",
+             "Hey! Sorry about that, DM us please.", "Hi guys, the sale starts Friday.",
+             "Dear valued customer, sorry for the delay.", "Hi friend, sorry to hear that.",
+             "Thanks so much! Enjoy your X200 blender.", "Hi, please DM us your [ORDER] details.",
+             "Good morning! Store hours are 9:00-17:30.", "Hi, your order 112-3456789-1234567 has shipped.",
+             "Welcome back! The P401XA charger is in stock for £24.99.", "Hi Please DM us.",
+             "Hello, We're sorry to hear that.", "Hi Thanks for waiting!", "Hey Happy holidays from all of us!",
+             "Hi December shoppers, free delivery this week.", "Hi AcmeSupport fans!",
+             "Hi Prime members, your discount is live.", "Hello Android users, update 4.2 is out.",
+             "Hello Unfortunately we can't change the order now."]
+    for i, reply in enumerate(clean):
+        radd(f"rdev-clean-{i:02d}", reply, [], p)
+    leaks = [("You can email our manager at paul.jenkins@acme-mail.com.", [("EMAIL", "paul.jenkins@acme-mail.com")]),
+             ("Call our hotline on 415-555-0199 for help.", [("PHONE", "415-555-0199")]),
+             ("Ring +44 161 496 0011 ext 4 and ask for billing.", [("PHONE", "+44 161 496 0011 ext 4")]),
+             ("We refunded card 4111 1111 1111 1111.", [("CARD", "4111 1111 1111 1111")]),
+             ("The refund went to GB82 WEST 1234 5698 7654 32.", [("IBAN", "GB82 WEST 1234 5698 7654 32")]),
+             ("The parcel was left at 12 Elm Street, Leeds LS1 4DY.", [("ADDRESS", "12 Elm Street, Leeds LS1 4DY")]),
+             ("Hi Liam, we'll call you on 07700 900 111.", [("NAME", "Liam"), ("PHONE", "07700 900 111")]),
+             ("Thanks @sara_k, fixed now!", [("HANDLE", "@sara_k")])]
+    for i, (reply, spans) in enumerate(leaks):
+        radd(f"rdev-leak-{i:02d}", reply, spans, p)
+    echoes = [(["my email is li.wei@qq.com"], "We've emailed li.wei@qq.com.", [("ECHO", "li.wei@qq.com")]),
+              (["ring me on 0161 496 0000"], "We'll ring 0161 496 0000 today.", [("ECHO", "0161 496 0000")]),
+              (["my card [CARD] was declined"], "Sorry, [CARD] was declined by the bank.", [("ECHO", "[CARD]")]),
+              (["[EMAIL] never got the code", "still waiting"], "We've resent the code to [EMAIL].",
+               [("ECHO", "[EMAIL]")]),
+              (["order 55512 late"], "Order 55512 ships tomorrow.", []),
+              (["my number is [PHONE]"], "Thanks! Please DM us instead.", []),
+              (["ship to 14 Maple Drive"], "We'll ship to 14 Maple Drive today.", [("ECHO", "14 Maple Drive")]),
+              (["IBAN DE89 3704 0044 0532 0130 00"], "Refund sent to DE89 3704 0044 0532 0130 00.",
+               [("ECHO", "DE89 3704 0044 0532 0130 00")])]
+    for i, (prompt, reply, spans) in enumerate(echoes):
+        radd(f"rdev-echo-{i:02d}", reply, spans, p, prompt)
+
+
+def write_replies() -> None:
+    dev_replies()
+    heldout_replies()
+    with REPLIES_OUT.open("w", encoding="utf-8") as fh:
+        for case in replies:
+            fh.write(json.dumps(case, ensure_ascii=False) + "\n")
+    print(f"{len(replies)} generated-reply cases -> {REPLIES_OUT}")
+
+
+# Greeting names: turns of real conversations (agent and customer), redacted by ingestion as [NAME] when a
+# personal name follows a greeting or salutation. {"id", "text", "role", "spans": [{"kind", "text"}],
+# "part", "note"}; every PII span of the text is labelled (a handle stays HANDLE). Names in other
+# positions are not redacted by this rule and carry no NAME label.
+NAMES_OUT = Path(__file__).with_name("pii_cases_names.jsonl")
+name_cases: list[dict] = []
+
+
+def nadd(cid: str, role: str, text: str, spans: list[tuple[str, str]], note: str, part: str) -> None:
+    assert all(v in text for _, v in spans), (cid, spans)
+    assert cid not in {c["id"] for c in name_cases}, cid
+    name_cases.append({"id": cid, "text": text, "role": role, "part": part, "note": note,
+                       "spans": [{"kind": k, "text": v} for k, v in spans]})
+
+
+def heldout_greeting_names() -> None:
+    """Written from the policy before the ingestion-side NAME redaction was implemented; never tuned on."""
+    rows = [
+        # agent turns greeting the customer
+        ("agent", "Hi Jordan, sorry about that! Can you DM us your order number?", [("NAME", "Jordan")], "greeting"),
+        ("agent", "Hello Maria! We've passed this on to the warehouse.", [("NAME", "Maria")], "greeting"),
+        ("agent", "Dear Mr. Smith, thank you for your patience.", [("NAME", "Mr. Smith")], "title"),
+        ("agent", "Hey Siobhan - so sorry your parcel is late.", [("NAME", "Siobhan")], "greeting"),
+        ("agent", "Hi Ngozi, I've checked and the refund was issued on 12/11.", [("NAME", "Ngozi")], "greeting"),
+        ("agent", "Good afternoon Mrs. Okafor, your replacement ships today.", [("NAME", "Mrs. Okafor")], "title"),
+        ("agent", "Thanks, Lukas! Glad it's sorted.", [("NAME", "Lukas")], "thanks"),
+        ("agent", "Thank you Aoife, we'll be in touch by DM.", [("NAME", "Aoife")], "thanks"),
+        ("agent", "Hiya Dev, sorry for the wait!", [("NAME", "Dev")], "greeting"),
+        ("agent", "Hi Jean-Luc, the part is back in stock.", [("NAME", "Jean-Luc")], "hyphen"),
+        ("agent", "Hello Ms Wong, sorry we missed you.", [("NAME", "Ms Wong")], "title"),
+        ("agent", "Hi Tomás, we've sent you a DM.", [("NAME", "Tomás")], "accent"),
+        ("agent", "Morning Raj! The engineer will arrive between 8 and 12.", [("NAME", "Raj")], "greeting"),
+        ("agent", "Cheers Ellie, have a great weekend!", [("NAME", "Ellie")], "thanks"),
+        ("agent", "Hi Jordan Ellis, we've escalated this.", [("NAME", "Jordan Ellis")], "full name"),
+        ("agent", "Hi Mr. O'Neill, thanks for your patience.", [("NAME", "Mr. O'Neill")], "title"),
+        ("agent", "Hi Grace, call us on 07700 900 222 if it happens again.",
+         [("NAME", "Grace"), ("PHONE", "07700 900 222")], "with other PII"),
+        ("agent", "Hi, Liam from the support team here. Can you DM us?", [("NAME", "Liam")], "agent's own name"),
+        ("agent", "Hi @mike_r88 thanks for flagging, we're on it.", [("HANDLE", "@mike_r88")], "handle"),
+        # customer turns
+        ("customer", "Hello, I ordered a kettle last week and it never came. Thanks, Priya",
+         [("NAME", "Priya")], "sign-off"),
+        ("customer", "my parcel is lost again. Regards, Tom Baker", [("NAME", "Tom Baker")], "sign-off"),
+        ("customer", "Still no refund after 3 weeks. Kind regards, Anna", [("NAME", "Anna")], "sign-off"),
+        ("customer", "@AcmeSupport Hi Acme, my order never arrived", [], "brand"),
+        ("customer", "Hi Apple, my phone keeps restarting @AppleSupport", [("HANDLE", "@AppleSupport")],
+         "brand of a handle in the text (label fixed after the first run: any handle but the configured brand's "
+         "is HANDLE)"),
+        ("customer", "Hi Acme Support, my account is locked", [], "brand"),
+        ("customer", "Dear Customer Services, I'm writing to complain about my order", [], "not a name"),
+        ("customer", "hi there, is the store open on sunday?", [], "hi there"),
+        ("customer", "Hi team, the app crashes on login", [], "team"),
+        ("customer", "Hello again, still waiting for an answer", [], "again"),
+        ("customer", "Hi all, anyone else having issues with delivery?", [], "group"),
+        ("customer", "Hey guys my card was charged twice", [], "group"),
+        ("customer", "Hi There, quick question about returns", [], "there"),
+        ("customer", "Hi Everyone, the app is down", [], "group"),
+        ("customer", "Hi, My order hasn't arrived yet", [], "sentence starter"),
+        ("customer", "Hey What's going on with my refund??", [], "sentence starter"),
+        ("customer", "Hi Is anyone there?", [], "sentence starter"),
+        ("customer", "Hello Sorry to bother you again", [], "sentence starter"),
+        ("customer", "Hello December orders are still missing", [], "month"),
+        ("customer", "Good morning Tuesday again and still no parcel", [], "weekday"),
+        ("customer", "Hi Prime members get free delivery right?", [], "group noun"),
+        ("customer", "Hey Android users, is the update safe?", [], "group noun"),
+        ("customer", "Welcome Back offer doesn't work for me", [], "not a name"),
+        # names in other positions: not this rule
+        ("agent", "Jordan here from Acme, sorry about the wait!", [], "name first"),
+        ("customer", "My name is Maria Lopez and my order is late", [], "name in the sentence"),
+        ("agent", "Sorry about that, Fatima. We'll sort it.", [], "name at the end"),
+        ("agent", "Please ask for Lukas at the returns desk.", [], "name in the sentence"),
+        ("customer", "I spoke to Sarah on the phone yesterday", [], "name in the sentence"),
+        ("agent", "Thanks for waiting, Chloe!", [], "name after the sentence"),
+    ]
+    for i, (role, text, spans, note) in enumerate(rows):
+        nadd(f"nho-{i:02d}", role, text, spans, note, "heldout")
+
+
+def dev_greeting_names() -> None:
+    """Used to tune the greeting-name rule."""
+    rows = [
+        ("agent", "Hi Liam, sorry to hear that! Could you DM us? ^JS", [("NAME", "Liam")], "greeting"),
+        ("agent", "Good evening Sam, your refund has been processed.", [("NAME", "Sam")], "greeting"),
+        ("agent", "Greetings Ahmed, thanks for your patience.", [("NAME", "Ahmed")], "greeting"),
+        ("agent", "Hello Ms. Dubois-Martin, we've booked the courier.", [("NAME", "Ms. Dubois-Martin")], "title"),
+        ("agent", "Hi Anna, hi Ben - thanks both for the feedback!", [("NAME", "Anna"), ("NAME", "Ben")], "two greetings"),
+        ("agent", "Thanks Lukas and Maria, we'll pass it on.", [("NAME", "Lukas")], "second name elsewhere"),
+        ("agent", "Hi Liam Thanks for waiting", [("NAME", "Liam")], "no comma"),
+        ("agent", "Hey Chloe's mum, sorry about the wait!", [("NAME", "Chloe's")], "possessive"),
+        ("agent", "Hi Yusuf, please DM us at @AcmeSupport.", [("NAME", "Yusuf")], "brand handle kept"),
+        ("customer", "Hi UPS, where is my parcel?", [], "acronym"),
+        ("customer", "HI MY ORDER IS LATE AGAIN", [], "shouting"),
+        ("customer", "HELLO AMAZON WHY IS MY PARCEL LOST", [], "shouting"),
+        ("customer", "hey jordan did you get my DM", [], "lower case: not taken for a name"),
+        ("customer", "Dear Sir or Madam, my order is late", [], "sir"),
+        ("customer", "Hi @AcmeSupport my kettle broke", [], "brand handle"),
+        ("customer", "hi, FR7630006000011234567890189 is my IBAN for the refund",
+         [("IBAN", "FR7630006000011234567890189")], "a country code is no name"),
+        ("customer", "Thank you so much Jordan for the help", [], "name not right after the greeting"),
+        ("customer", "Welcome To the worst service ever", [], "to"),
+        ("customer", "Hi Acme team, any news on my refund?", [], "brand"),
+        ("customer", "Hey Delta, my bag didn't arrive @Delta", [("HANDLE", "@Delta")], "brand of a handle in the text"),
+        ("customer", "Hi Google can you help", [], "brand the rule cannot know: taken for a name"),
+        ("customer", "Thanks Again for nothing", [], "again"),
+        ("customer", "Cheers Mate, sorted now", [], "mate"),
+        ("customer", "Hi Hope you're well, my order hasn't come", [], "sentence starter"),
+        ("customer", "Hello Just wondering when my order ships", [], "sentence starter"),
+        ("customer", "Hi Any update on my refund?", [], "sentence starter"),
+        ("customer", "Morning All, app is down again", [], "group"),
+        ("customer", "Hello. Jordan here, my order is late", [], "name after the sentence"),
+        ("customer", "Many thanks, Oliver", [("NAME", "Oliver")], "sign-off"),
+        ("customer", "Best regards, Hannah Müller", [("NAME", "Hannah Müller")], "sign-off"),
+    ]
+    for i, (role, text, spans, note) in enumerate(rows):
+        nadd(f"ndev-{i:02d}", role, text, spans, note, "dev")
+
+
+def write_names() -> None:
+    dev_greeting_names()
+    heldout_greeting_names()
+    with NAMES_OUT.open("w", encoding="utf-8") as fh:
+        for case in name_cases:
+            fh.write(json.dumps(case, ensure_ascii=False) + "\n")
+    print(f"{len(name_cases)} greeting-name cases -> {NAMES_OUT}")
+
+
 def main() -> None:
     email_cases()
     phone_cases()
@@ -732,6 +1337,8 @@ def main() -> None:
     mixed_cases()
     negative_cases()
     heldout_cases()
+    heldout_part()
+    issue10_dev_cases()  # after the held-out part: it draws from the shared stream
     n = len(cases)
     hard = sum(c["hard"] for c in cases)
     negative = sum(not c["spans"] for c in cases)
@@ -740,6 +1347,8 @@ def main() -> None:
         for case in cases:
             fh.write(json.dumps(case, ensure_ascii=False) + "\n")
     print(f"{n} cases ({hard} hard, {negative} negative) -> {OUT}")
+    write_replies()
+    write_names()
 
 
 if __name__ == "__main__":

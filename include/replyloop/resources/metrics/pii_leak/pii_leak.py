@@ -8,13 +8,7 @@ Returns the rate, the counts by kind and, under `scores`, 1.0/0.0 per reply.
 import datasets
 import evaluate
 
-try:
-    from replyloop.pii import check_reply
-except ImportError:  # TEMP stand-in (INTERFACES §3) until the `pii` branch lands
-    from replyloop.ingest.pii import find_leaks
-
-    def check_reply(reply, *, prompt=None):
-        return find_leaks(reply)
+from replyloop.pii import check_reply
 
 _DESCRIPTION = "Fraction of replies with at least one PII span, or PII / placeholders of the prompt echoed back."
 _KWARGS = """

@@ -7,13 +7,18 @@ data goes in a conversation without ever seeing it:
 kind       placeholder  what is redacted
 =========  ===========  =============================================================================
 EMAIL      [EMAIL]      ``name+tag@sub.domain.tld`` (a TLD is required); ``name [at] domain [dot] com``
-PHONE      [PHONE]      international (``+44 20 7946 0958``, ``0033 1 23 45 67 89``, ``+1 (415) 555-0132``),
-                        North-American (``415-555-0132``, ``(415) 555 0132``, ``415.555.0132``) and national
-                        numbers with a trunk 0 (``07700 900123``, ``030/12345678``); 8-15 digits in all
-CARD       [CARD]       13-19 digits, plain or grouped with spaces/dashes, passing the Luhn check and
-                        starting like a payment card (first digit 2-6)
-IBAN       [IBAN]       country code + check digits + BBAN, spaced, dashed or compact, of the country's
-                        length and passing the ISO 13616 mod-97 check
+PHONE      [PHONE]      numbers libphonenumber (``phonenumbers``) finds valid for their country: international
+                        (``+44 20 7946 0958``, ``0033 1 23 45 67 89``, ``tel:+4420...``), national formats of
+                        `PHONE_REGIONS` (``415.555.0132``, ``030/12345678``, ``06 12 34 56 78``), with an
+                        extension (``ext. 214``, ``x204``); plus well-formed shapes it calls invalid (reserved
+                        ranges such as ``07700 900123``): North-American 3-3-4, national with a trunk 0,
+                        ``+``/``00`` with 8-15 digits
+CARD       [CARD]       13-19 digits, plain or grouped with spaces, dashes or dots, passing the Luhn check
+                        (python-stdnum) and starting like a payment card (first digit 2-6); 15-16 digits
+                        failing it when a card word labels them (``card``, ``visa``, ``debit card no.``)
+IBAN       [IBAN]       country code + 2 check digits + BBAN of that country's length and structure (from
+                        python-stdnum's copy of the SWIFT registry), spaced, dashed, dotted or compact,
+                        **whether or not the mod-97 checksum holds** (a mistyped IBAN is still an account)
 ACCOUNT    [ACCOUNT]    6-20 digits within three words after an account keyword (account/acct/acc/a/c no./
                         member id/customer number/loyalty/rewards/policy...); the keyword itself stays
 SSN        [SSN]        US social security numbers: ``123-45-6789``; spaced or plain only after "SSN" /
@@ -26,8 +31,16 @@ ADDRESS    [ADDRESS]    number + street name + suffix (``221B Baker Street``, ``
                         with a unit before or after (``Flat 3,``, ``Apt 4B``, ``Suite 200``, ``#12``) and a
                         city + state/ZIP or UK postcode (``Springfield, IL 62704``, ``London NW1 6XE``);
                         German (``Hauptstraße 5, 10115 Berlin``), French (``12 rue de Rivoli``) and Spanish
-                        (``Calle Mayor 5``) forms; P.O. boxes; UK postcodes on their own (``SW1A 1AA``)
+                        (``Calle Mayor 5``) forms; P.O. boxes; UK postcodes on their own (``SW1A 1AA``; the
+                        area must be a real one and the space is required unless "postcode" labels it, so
+                        product codes such as ``X201XE`` are kept)
 IP         [IP]         IPv4 addresses (unless labelled as a version: ``firmware 2.4.1.10``)
+NAME       [NAME]       a capitalised name right after a greeting or salutation, in every turn: ``Hi Jordan,``,
+                        ``Hello Maria!``, ``Dear Mr. Smith`` (the title goes too), ``Thanks, Lukas``, ``Kind
+                        regards, Tom Baker``; not ``Hi there``/``team``/``again``/``all``, weekdays, months, a
+                        brand (`brand_names`, or the start of a kept handle), a group (``Hi Prime members``),
+                        a sentence starter (``Hi, My order``, ``Hey What's``, ``Hello Sorry``) or a word in
+                        capitals (``Hi UPS``, ``HI MY ORDER``). Names elsewhere are kept (``Sorry, Fatima.``)
 =========  ===========  =============================================================================
 
 What is *not* PII here (decisions):
@@ -38,7 +51,9 @@ What is *not* PII here (decisions):
 * prices, dates, times, percentages, quantities, years, short numbers, model and part numbers
   (``XPS 13 9310``, ``RTX 4090``, ``HP14 2GB``), hashtags, emoticons (``@_@``, ``:-@``), ``@10am`` and
   the last four digits of a card (``card ending 4242``) are kept.
-* a 13-19 digit number failing the Luhn check is not a card (it may still be an ACCOUNT by context).
+* a 13-19 digit number failing the Luhn check is not a card unless a card word labels it (it may still be
+  an ACCOUNT by context); a gift card's code is no payment card.
+* an IBAN-shaped run of the wrong length for its country is not an IBAN (it may be an ACCOUNT by context).
 * a bare domain without a path (``acme.com``) names a company; with a path, ``www.`` or a scheme it is
   a URL (links point at a person's photos, profiles, receipts).
 * a city on its own is not an address; it is only redacted as part of a street address that carries a
@@ -47,22 +62,34 @@ What is *not* PII here (decisions):
 * every phone number is redacted, the brand's own hotline included: the two cannot be told apart.
 * one-time codes, PINs and CVVs on their own (3-6 digits) are kept: short numbers are too ambiguous.
 * numbers are ASCII digits; names and street names may be any script.
+* a name is redacted only after a greeting or salutation (a rule, not a name list): agents greet customers
+  by name, and a model trained on that greets by (invented) name. `drop_greeting_placeholder` then turns
+  ``Hi [NAME],`` into ``Hi,`` for the chat builder, so a model neither learns nor writes ``[NAME]``;
+  `placeholders_in` lists the typed placeholders a generated reply still holds (serving, the gate).
 
-`find_leaks` runs the same detectors on text that should already be redacted (ingestion validation, the
-model's PII-leak metric); the configured brand handle is not a leak. `score` measures precision/recall
-against a labelled set (tests/data/pii_cases.jsonl) and is shared by the tests and bench/pii.py.
+`find_leaks` runs the same detectors on text that should already be redacted (ingestion validation); the
+configured brand handle is not a leak. `check_reply` is the output check of a generated reply (serving API,
+the gate's PII-leak metric): every `find_leaks` kind (NAME included: the same greeting rule as ingestion)
+and ECHO (a PII value or typed placeholder of the prompt repeated in the reply). `score` / `score_replies`
+measure precision/recall against the labelled sets (tests/data/pii_cases*.jsonl), shared by the tests and
+bench/pii.py.
 
 Overlaps are resolved deterministically: a candidate nested inside a longer one is dropped (a URL that
 carries an email is redacted as one URL); the rest are taken by kind priority (EMAIL, URL, IBAN, CARD,
-SSN, IP, ACCOUNT, PHONE, ADDRESS, HANDLE), then longest first, then leftmost, and a candidate overlapping
-an accepted one is dropped. Redaction is idempotent: placeholders hold no digit, ``@``, ``/`` or ``.``.
+SSN, IP, ACCOUNT, PHONE, ADDRESS, HANDLE, NAME), then longest first, then leftmost, and a candidate
+overlapping an accepted one is dropped. Redaction is idempotent: placeholders hold no digit, ``@``, ``/`` or
+``.``, and no greeting is followed by a name once its name is a placeholder.
 
 Speed (millions of short messages): scanning a tweet once per pattern costs more than the whole budget,
 so the heavy patterns are only *anchored* where they can start: the ``@`` signs (emails, handles), the
 ``/`` and ``www.`` positions (URLs), one scan for numeric chunks (cards, phones, SSNs, IPs, IBANs, English
 addresses and postcodes are dispatched by the chunk's digit count and neighbours), and keyword hints
 (account numbers, continental addresses). A message without a digit, ``@``, ``/`` or ``www`` costs a few
-substring tests. Validation (Luhn, mod 97, digit counts, context labels) runs on candidates only.
+substring tests and the greeting scan (~3.5 us a message). Validation (Luhn, IBAN shape, digit counts,
+context labels) runs on candidates only.
+libphonenumber (~0.1 ms a call) only sees numeric chunks of 7-17 digits that are not glued to letters,
+inside a URL, dates or IPs, and are not already a card or a phone found by the rules (unless an extension
+follows), and only in the regions whose trunk prefix fits the number.
 """
 
 from __future__ import annotations
@@ -73,16 +100,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["PLACEHOLDERS", "KINDS", "PiiSpan", "PiiRedactor", "find_leaks", "score", "NaiveRedactor",
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn as stdnum_luhn
+from stdnum import numdb
+
+__all__ = ["PLACEHOLDERS", "KINDS", "REPLY_KINDS", "PiiSpan", "PiiRedactor", "find_leaks", "check_reply",
+           "placeholders_in", "drop_greeting_placeholder", "score", "score_replies", "NaiveRedactor",
            "luhn_ok", "iban_ok"]
 
 PLACEHOLDERS: dict[str, str] = {
     "EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "URL": "[URL]", "HANDLE": "[HANDLE]",
     "ADDRESS": "[ADDRESS]", "ACCOUNT": "[ACCOUNT]", "IBAN": "[IBAN]", "IP": "[IP]", "SSN": "[SSN]",
+    "NAME": "[NAME]",
 }
 # Resolution order for overlapping candidates (most specific first).
 KINDS: tuple[str, ...] = (
-    "EMAIL", "URL", "IBAN", "CARD", "SSN", "IP", "ACCOUNT", "PHONE", "ADDRESS", "HANDLE")
+    "EMAIL", "URL", "IBAN", "CARD", "SSN", "IP", "ACCOUNT", "PHONE", "ADDRESS", "HANDLE", "NAME")
 _PRIORITY = {kind: i for i, kind in enumerate(KINDS)}
 
 
@@ -123,19 +157,29 @@ _URL_TRAIL = ".,;:!?'\")]}*"
 _CHUNK = re.compile(r"[0-9][0-9 ().+/-]*")  # a plain charset first: the scan runs in C
 _CHUNK_TRIM = " (.+/-"  # not a trailing ")": "(415)" ends with it
 
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,32}", re.A)
-_IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
-    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
-    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
-    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
-    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
-    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
-    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
-    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
-}
-_CARD = re.compile(r"(?<![\d+#.,/])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)", re.A)
-_SEP = re.compile(r"[ -]+")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ .-]?[A-Za-z0-9]){10,32}", re.A)
+_IBAN_SEPARATORS = " -."  # what stdnum.iban.compact strips
+
+
+def _iban_registry() -> dict[str, tuple[int, re.Pattern[str]]]:
+    """Country code -> (IBAN length, BBAN structure), from python-stdnum's copy of the SWIFT IBAN registry."""
+    kinds = {"n": "[0-9]", "a": "[A-Z]", "c": "[A-Z0-9]"}
+    out = {}
+    for _, cc, _, props, _ in numdb.get("iban").prefixes:
+        parts = re.findall(r"([1-9][0-9]*)!([nac])", props.get("bban", ""))
+        if parts:
+            pattern = "".join(f"{kinds[kind]}{{{n}}}" for n, kind in parts)
+            out[cc] = (4 + sum(int(n) for n, _ in parts), re.compile(pattern))
+    return out
+
+
+_IBAN_COUNTRIES = _iban_registry()
+# Card digits may be grouped with a space, dash or dot, also " - " or two spaces ("4111 - 1111 - ...").
+_CARD = re.compile(r"(?<![\d+#.,/])(?<!\d[ .-])\d(?:(?:[ .-]| [.-] |  )?\d){12,18}(?![ .-]?\d)", re.A)
+_SEP = re.compile(r"[ .-]+")
+# Words that make a 15-16 digit number a payment card even when a typo breaks its Luhn check.
+_CARD_WORDS = frozenset("card cards visa mastercard amex debit credit cc".split())
+_CARD_FILLERS = frozenset("no num number nr is was".split())  # not "code": a gift card's code is no card
 _DIGIT_RUN = re.compile(r"\d+")
 _SSN = re.compile(r"(?<![\d#-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])", re.A)
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -156,6 +200,17 @@ _PHONE = re.compile(
     """,
     re.X | re.A,  # ASCII \d and \w: faster, and phone numbers are ASCII
 )
+# Regions whose national formats (without +country code) are read by libphonenumber, most common first.
+PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IE", "AU", "IN")
+_TRUNK_ZERO_REGIONS = tuple(r for r in PHONE_REGIONS
+                            if phonenumbers.PhoneMetadata.metadata_for_region(r).national_prefix == "0")
+_OTHER_REGIONS = tuple(r for r in PHONE_REGIONS if r not in _TRUNK_ZERO_REGIONS)
+_PHONE_MIN_DIGITS, _PHONE_MAX_DIGITS = 7, 17  # chunks handed to libphonenumber (E.164: <= 15, +2 for an ext)
+_PHONE_EXT_WINDOW = 24  # characters after a chunk where an extension may stand
+_EXTENSION_HINT = re.compile(r",?\s?(?:ext|x\s?\d|#\s?\d)")  # an extension may follow a found phone
+# Chunks libphonenumber is not asked about: dates ("01.02.2026 14:30", "2026-11-20") and IPv4 addresses.
+_DATE_OR_IP = re.compile(r"\d{1,2}([./-])\d{1,2}\1\d{2,4}(?!\d)|\d{4}([./-])\d{1,2}\2\d{1,2}(?!\d)"
+                         r"|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\d)")
 _PHONE_TOKEN = re.compile(r"\d+|\D+")
 _PHONE_SEPARATORS = frozenset({" ", ".", "-", "(", ")", " (", ") ", ")-", ")."})
 
@@ -175,7 +230,17 @@ _NOT_STREET = frozenset(
     "order orders ticket tickets people second seconds secs block blocks mile miles km meter meters kids "
     "star stars euro euros dollar dollars pound pounds bucks".split()
 )
-_UK_POSTCODE = r"(?:[A-Z]{1,2}\d[A-Z\d]?|GIR)\ ?\d[ABD-HJLNP-UW-Z]{2}(?!\w)(?<!\d[GTP]B)"  # not "8GB"
+# UK postcode areas (Royal Mail; a closed list since 2004) with the Crown dependencies: "any 1-2 letters,
+# digits, 2 letters" took product codes such as "X201XE" for postcodes.
+_UK_AREAS = (
+    "AB AL B BA BB BD BF BH BL BN BR BS BT CA CB CF CH CM CO CR CT CV CW DA DD DE DG DH DL DN DT DY E EC "
+    "EH EN EX FK FY G GL GU GY HA HD HG HP HR HS HU HX IG IM IP IV JE KA KT KW KY L LA LD LE LL LN LS LU M "
+    "ME MK ML N NE NG NN NP NR NW OL OX PA PE PH PL PO PR RG RH RM S SA SE SG SK SL SM SN SO SP SR SS ST SW "
+    "SY TA TD TF TN TQ TR TS TW UB W WA WC WD WF WN WR WS WV YO ZE").split()
+_UK_OUTWARD = rf"(?:(?:{'|'.join(sorted(_UK_AREAS, key=len, reverse=True))})\d[A-Z\d]?|GIR)"
+_UK_INWARD = r"\d[ABD-HJLNP-UW-Z]{2}(?!\w)(?<!\d[GTP]B)"  # not "8GB"
+# After a street or a city the space may be missing ("London SW1A1AA"); on its own it is required.
+_UK_POSTCODE = rf"{_UK_OUTWARD}\ ?{_UK_INWARD}"
 _UNIT = r"(?i:apt|apartment|suite|ste|unit|flat|fl|floor|rm|room|bldg|building)\.?\s?\#?[A-Za-z0-9-]{1,6}\b"
 _CITY = r"[A-Z][a-zà-ÿ]+(?:[ -][A-Z][a-zà-ÿ]+){0,2}"
 _TAIL = (rf"(?:,?\s(?:{_CITY},?\s)?(?:[A-Z]{{2}}\s\d{{5}}(?:-\d{{4}})?\b|{_UK_POSTCODE})"
@@ -193,7 +258,9 @@ _ADDRESS = re.compile(
     re.X,
 )
 _UNIT_BEFORE = re.compile(rf"\b{_UNIT},?\s$")  # "Flat 3, " right before the house number
-_POSTCODE = re.compile(rf"(?<![\w-]){_UK_POSTCODE}", re.X)
+_POSTCODE = re.compile(rf"(?<![\w-]){_UK_OUTWARD}\ {_UK_INWARD}", re.X)
+_POSTCODE_LABELLED = re.compile(
+    rf"(?i:post\s?code|postal\scode)\W{{0,3}}(?i:is\s)?(?P<pc>{_UK_POSTCODE})", re.X)
 _ADDRESS_CONTINENTAL = re.compile(
     rf"""
     (?<![\w-])(?:                                                      # Hauptstraße 5 / 12 Hauptstraße
@@ -236,37 +303,69 @@ _SSN_CONTEXT = re.compile(
 _NUMBER_KEYWORDS = ("acc", "a/c", "member", "customer", "client", "loyalty", "rewards", "subscriber", "policy",
                     "contract", "kunden", "ssn", "social")  # word prefixes, lower case
 
+# --- NAME: a personal name right after a greeting or salutation. One rule for ingestion (redacted as
+# [NAME] in every turn), the leak check and the output check of generated replies. ---
+_GREETING_WORDS = (r"hi|hello|hey|hiya|heya|howdy|dear|greetings|good\s(?:morning|afternoon|evening)|morning|"
+                   r"thanks|thank\syou|cheers|welcome|regards")
+_GREETING = re.compile(
+    rf"(?<![\w'’])(?:{_GREETING_WORDS})\b[ \t,]*"
+    r"(?:(?P<title>(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof)\.?)\s+)?"
+    r"(?P<name>[^\W\d_][^\W\d_'’-]*(?:['’-][^\W\d_]+)?(?:\s[A-Z][^\W\d_]+(?:['’-][^\W\d_]+)?)?)(?!\w)",
+    re.I,
+)
+_GREETING_PLACEHOLDER = re.compile(rf"(?<![\w'’])(?P<greeting>{_GREETING_WORDS})\b[ \t,]*\[NAME\]", re.I)
+_NOT_NAMES = frozenset(  # capitalised words that follow a greeting and are no person's name
+    "there here again all everyone everybody team folks friend friends guys y'all you yourself sir madam "
+    "maam ma'am mate pal buddy love dear customer customers user users valued member members support "
+    "so and for from we i our us it this that your thanks thank sorry please apologies happy great "
+    "welcome good glad hope just yes no ok okay sure thats that's there's what how why when where who "
+    "which can could would will shall may might let we're we've we'll i'm i've i'll you're it's "
+    "unfortunately absolutely certainly totally really quick oh wow well "
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
+    "august september october november december today tomorrow tonight morning afternoon evening "
+    "a an the to in on at of by with as both back once "
+    # sentence starters of customers' messages ("Hi, My order...", "Hey What's going on")
+    "my me he she they them their his her its is are was were be been am do does did have has had not "
+    "any anyone anybody anything someone somebody something still also even yet since after before "
+    "because if while though what's where's who's how's here's im ive dont cant wont isnt don't doesn't "
+    "didn't can't won't isn't wasn't aren't haven't hasn't couldn't wouldn't you've you'll they're got "
+    "get need want wondering question ordered bought tried trying received very much lots heaps loads "
+    "anyway anyways aboard home kind best whats wtf omg lol help urgent recently yesterday earlier same "
+    # greetings, titles and forms of address on their own ("Hello Hello??", "Hi Mrs,", "Thanks Dude")
+    "hi hello hey hiya heya howdy greetings cheers regards mr mrs ms mx miss dr prof sirs dude bro man "
+    "lads ladies gents gentlemen peeps".split())
+# A plural group noun after the word makes it a group ("Hi Prime members", "Hello Android users").
+_GROUP_NOUNS = frozenset("fans members users customers shoppers owners subscribers players readers "
+                         "community people folks friends family fam crew team lovers".split())
+
 # --- context: a label that makes the following number operational (order, tracking, version...) ---
 _OPERATIONAL_WORDS = frozenset(
     "order ord invoice inv ticket case ref reference tracking track trk confirmation conf booking "
     "reservation shipment parcel package consignment serial s/n sku item model part po rma claim receipt "
-    "transaction txn awb waybill flight gate seat version firmware build fw".split())
+    "transaction txn awb waybill flight gate seat version firmware build fw isbn issn ean upc gtin asin "
+    "voucher coupon promo".split())
 _LABEL_FILLERS = frozenset("no num number nr id code is was".split())
 _LABEL_PUNCT = ".:#-=,;()'\""
 _LOOKBACK = 40
 
 
 # === validators ===================================================================================
-_LUHN_DOUBLE = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
-
-
 def luhn_ok(digits: str) -> bool:
-    """True when the digit string passes the Luhn (mod 10) check."""
-    if not (digits.isascii() and digits.isdigit()):
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        total += _LUHN_DOUBLE[d] if i & 1 else d
-    return total % 10 == 0
+    """True when the digit string passes the Luhn (mod 10) check (python-stdnum)."""
+    return digits.isascii() and digits.isdigit() and stdnum_luhn.is_valid(digits)
 
 
 def iban_ok(compact: str) -> bool:
-    """True for an IBAN (no separators, upper case) of its country's length passing mod 97."""
-    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not (compact.isascii() and compact.isalnum()):
-        return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+    """True for an IBAN (no separators) of its country's format passing mod 97 (python-stdnum)."""
+    return compact.isascii() and compact.isalnum() and stdnum_iban.is_valid(compact, check_country=False)
+
+
+def iban_shaped(compact: str) -> bool:
+    """Country code, two check digits and a BBAN of that country's length and structure; the checksum may
+    fail (customers mistype account numbers, and a mistyped one is still theirs)."""
+    country = _IBAN_COUNTRIES.get(compact[:2])
+    return (country is not None and len(compact) == country[0] and compact[2:4].isdigit()
+            and country[1].fullmatch(compact[4:]) is not None)
 
 
 def _operational(low: str, start: int) -> bool:
@@ -282,8 +381,12 @@ def _operational(low: str, start: int) -> bool:
     return False
 
 
-def _card_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The Luhn-valid card in a candidate run, allowing one stray group of <= 3 digits at either end."""
+def _card_span(text: str, start: int, end: int, mistyped_ok: bool) -> tuple[int, int] | None:
+    """The card in a candidate run, allowing one stray group of <= 3 digits at either end.
+
+    A card is Luhn-valid, 13-19 digits, starting 2-6; with `mistyped_ok` (a card word stands before it)
+    15-16 digits starting 3-6 are a card even when the Luhn check fails.
+    """
     groups = [(m.start(), m.end()) for m in _DIGIT_RUN.finditer(text, start, end)]
     options = [(0, len(groups))]
     if len(groups) > 1:
@@ -296,22 +399,35 @@ def _card_span(text: str, start: int, end: int) -> tuple[int, int] | None:
         digits = _SEP.sub("", text[s:e])
         if 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits):
             return s, e
+        if mistyped_ok and 15 <= len(digits) <= 16 and digits[0] in "3456":
+            return s, e
     return None
 
 
+def _card_word_before(low: str, start: int) -> bool:
+    """A card word ("card", "visa", "debit"...) labels the number at `start` ("card no. 4111...")."""
+    words = low[max(0, start - _LOOKBACK):start].rsplit(None, 4)
+    while words:
+        word = words.pop().strip(_LABEL_PUNCT)
+        if word and word not in _CARD_FILLERS:
+            return word in _CARD_WORDS
+    return False
+
+
 def _iban_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """Cut the candidate to its country's IBAN length (on an alphanumeric boundary) and check mod 97."""
-    want = _IBAN_LENGTHS.get(text[start:start + 2].upper())
-    if want is None:
+    """Cut the candidate to its country's IBAN length (on an alphanumeric boundary) and check its shape."""
+    country = _IBAN_COUNTRIES.get(text[start:start + 2].upper())
+    if country is None:
         return None
     count, pos = 0, start
-    while pos < end and count < want:
+    while pos < end and count < country[0]:
         if text[pos].isalnum():
             count += 1
         pos += 1
-    if count != want or (pos < len(text) and text[pos].isalnum()):
+    if count != country[0] or (pos < len(text) and text[pos].isalnum()):
         return None
-    return (start, pos) if iban_ok(_SEP.sub("", text[start:pos]).upper()) else None
+    compact = "".join(ch for ch in text[start:pos] if ch not in _IBAN_SEPARATORS).upper()
+    return (start, pos) if iban_shaped(compact) else None
 
 
 def _intl_end(text: str, start: int, end: int) -> int | None:
@@ -363,10 +479,18 @@ Candidate = tuple[int, int, int, str]  # (start, end, priority, kind)
 
 
 class PiiRedactor:
-    """Finds and replaces PII; `keep_handles` are brand handles that stay as they are."""
+    """Finds and replaces PII; `keep_handles` are brand handles that stay as they are.
 
-    def __init__(self, keep_handles: Iterable[str] = ()):
+    The words of `brand_names` (default: the configured `Settings.brand_name` and handle, with
+    `keep_handles`) are no person's name after a greeting ("Hi Acme", "Hi Acme Corp"); nor is a word of 3+
+    letters that starts a kept handle ("Hi Acme" for @AcmeSupport). Only what survives redaction decides
+    (not a handle that is redacted), so `find` on the redacted text finds nothing the redaction kept.
+    """
+
+    def __init__(self, keep_handles: Iterable[str] = (), brand_names: Iterable[str] | None = None):
         self.keep_handles = frozenset(h.strip().lstrip("@").lower() for h in keep_handles if h.strip())
+        names = _brand_words() if brand_names is None else brand_names
+        self.brand_names = frozenset(w for n in names for w in n.lower().split()) | self.keep_handles
 
     def find(self, text: str) -> list[PiiSpan]:
         """Non-overlapping PII spans, sorted by position."""
@@ -403,6 +527,7 @@ class PiiRedactor:
         if _DIGIT.search(text) is not None:
             if _numbers(text, low, cands):
                 _add(cands, "ADDRESS", (m.span() for m in _ADDRESS_CONTINENTAL.finditer(text)))
+        _greeting_names(text, low, self.brand_names, self.keep_handles, cands)
         return _resolve(cands) if cands else cands
 
     def _at_signs(self, text: str, cands: list[Candidate]) -> None:
@@ -421,6 +546,47 @@ class PiiRedactor:
                     cands.append((at, hm.end(), _PRIORITY["HANDLE"], "HANDLE"))
                 nxt = hm.end()
             at = text.find("@", nxt)
+
+
+def _brand_words() -> frozenset[str]:
+    """The configured brand name and handle, lower case (none when settings are unavailable)."""
+    try:
+        from replyloop.settings import get_settings
+
+        s = get_settings()
+        return frozenset({s.brand_name.lower(), s.brand_handle.lower()})
+    except Exception:  # settings unavailable (stand-alone use)
+        return frozenset()
+
+
+def _greeting_names(text: str, low: str, brands: frozenset[str], handles: frozenset[str],
+                    cands: list[Candidate]) -> None:
+    """Names right after a greeting or salutation ("Hi Liam", "Dear Mr. Smith", "Thanks, Priya"), the title
+    included; not the words of `_NOT_NAMES`, a group ("Hi Prime members"), a brand or the start of a kept
+    handle, or a word in capitals."""
+    for m in _GREETING.finditer(text):
+        words = m.group("name").split()
+        if not _name_word(words[0], brands) or _starts_a_handle(words[0], handles):
+            continue
+        after = _LETTERS.match(low, m.start("name") + len(words[0]) + 1)
+        if after and after.group() in _GROUP_NOUNS:
+            continue
+        if len(words) > 1 and not _name_word(words[1], brands):
+            words = words[:1]  # "Hi Liam Thanks" -> "Liam"
+        start = m.start("title") if m.group("title") else m.start("name")
+        cands.append((start, m.start("name") + len(" ".join(words)), _PRIORITY["NAME"], "NAME"))
+
+
+def _starts_a_handle(word: str, handles: frozenset[str]) -> bool:
+    low = word.lower()
+    return len(low) >= 3 and any(h.startswith(low) for h in handles)
+
+
+def _name_word(word: str, brands: frozenset[str]) -> bool:
+    """Capitalised, not all capitals ("Hi UPS", "HI MY ORDER"), not a stop word or a brand."""
+    low = word.lower()
+    return (word[0].isupper() and not (len(word) > 1 and word.isupper())
+            and low not in _NOT_NAMES and low not in brands)
 
 
 def _lower(text: str) -> str:
@@ -518,10 +684,14 @@ def _long_number(text: str, low: str, lead: int, first: int, e: int, body: str, 
                  cands: list[Candidate]) -> None:
     """Chunks of 6+ digits (from `first`, with a "+"/"(" prefix from `lead`): accounts, cards, phones, SSNs."""
     _account_before(text, low, lead, cands)
+    before = len(cands)
     if digits >= 13:
         _cards(text, low, first, e, cands)
     if digits >= 8:
         _phones(text, low, lead, e, cands)
+    if _PHONE_MIN_DIGITS <= digits <= _PHONE_MAX_DIGITS:
+        if _worth_a_library_call(text, low, lead, e, cands, before):
+            _library_phones(text, low, lead, e, cands)
     if digits >= 9 and "-" in body:
         stop = min(len(text), e + 2)
         _add(cands, "SSN", (m.span() for m in _SSN.finditer(text, first, stop) if m.start() < e))
@@ -535,7 +705,7 @@ def _ips(text: str, low: str, s: int, e: int, cands: list[Candidate]) -> None:
 
 def _iban_or_postcode(text: str, s: int, cands: list[Candidate]) -> int:
     """IBAN or UK postcode starting with the letters before the digits at `s`; returns the IBAN's end."""
-    if s >= 2 and text[s - 2:s].upper() in _IBAN_LENGTHS and (end := _iban_at(text, s - 2, cands)):
+    if s >= 2 and text[s - 2:s].upper() in _IBAN_COUNTRIES and (end := _iban_at(text, s - 2, cands)):
         return end
     if "A" <= text[s - 1] <= "Z":
         _postcode_at(text, s, cands)
@@ -565,15 +735,21 @@ def _iban_at(text: str, start: int, cands: list[Candidate]) -> int:
 
 
 def _postcode_at(text: str, digit: int, cands: list[Candidate]) -> None:
+    """A UK postcode whose outward code ends before `digit`: spaced, or compact after "postcode"."""
     for start in (digit - 1, digit - 2):
         if start >= 0 and "A" <= text[start] <= "Z" and (m := _POSTCODE.match(text, start)):
             cands.append((start, m.end(), _PRIORITY["ADDRESS"], "ADDRESS"))
+            return
+    for m in _POSTCODE_LABELLED.finditer(text, max(0, digit - 30), digit + 8):
+        if m.start("pc") < digit:
+            cands.append((m.start("pc"), m.end("pc"), _PRIORITY["ADDRESS"], "ADDRESS"))
             return
 
 
 def _cards(text: str, low: str, start: int, end: int, cands: list[Candidate]) -> None:
     for m in _CARD.finditer(text, start, end):
-        if (span := _card_span(text, m.start(), m.end())) and not _operational(low, m.start()):
+        span = _card_span(text, m.start(), m.end(), _card_word_before(low, m.start()))
+        if span and not _operational(low, m.start()):
             cands.append((span[0], span[1], _PRIORITY["CARD"], "CARD"))
 
 
@@ -589,6 +765,44 @@ def _phones(text: str, low: str, start: int, end: int, cands: list[Candidate]) -
             pos = stop
         pos = _next_phone_start(text, pos, end)
         if pos < 0:
+            return
+
+
+def _worth_a_library_call(text: str, low: str, lead: int, end: int, cands: list[Candidate], new: int) -> bool:
+    """Whether libphonenumber may find more than the rules did in the chunk text[lead:end] (it is slow).
+
+    Not for a chunk glued to a letter or digit ("A54335", a hex id), inside a URL or email, or covered by
+    a card; nor when the rules already found a phone there and no extension follows it.
+    """
+    if lead and text[lead - 1].isalnum():
+        return False
+    if any(c[0] <= lead < c[1] and c[3] in ("URL", "EMAIL") for c in cands[:new]):
+        return False
+    here = [c[3] for c in cands[new:] if c[0] <= lead < c[1]]
+    return "CARD" not in here and ("PHONE" not in here or _EXTENSION_HINT.match(low, end) is not None)
+
+
+def _library_phones(text: str, low: str, lead: int, end: int, cands: list[Candidate]) -> None:
+    """Phone numbers libphonenumber finds starting in the chunk text[lead:end] and valid for their country.
+
+    The matcher reads a window from one character before the chunk (its own context checks look there)
+    to a few words after it (an extension: "ext. 214", "x204"). A number with an international prefix is
+    read once; a national one in each of `PHONE_REGIONS` until one is valid.
+    """
+    if _operational(low, lead) or _DATE_OR_IP.match(text, lead):
+        return
+    lo = max(0, lead - 1)
+    window = text[lo:min(len(text), end + _PHONE_EXT_WINDOW)]
+    if text.startswith(("+", "00", "(+"), lead):
+        regions: tuple[str, ...] = ("GB",)  # any region reads "+CC"; GB also dials out with "00"
+    else:  # a national number starts with its region's trunk "0" or, where there is none, without it
+        regions = _TRUNK_ZERO_REGIONS if text[lead:end].lstrip("(").startswith("0") else _OTHER_REGIONS
+    for region in regions:
+        found = [(lo + m.start, lo + m.end) for m in
+                 phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID)
+                 if lo + m.start < end]
+        if found:
+            _add(cands, "PHONE", found)
             return
 
 
@@ -677,6 +891,78 @@ def find_leaks(text: str, *, keep_handles: Iterable[str] | None = None) -> list[
     return redactor.find(text)
 
 
+# === output check: personal data in a generated reply =============================================
+REPLY_KINDS: tuple[str, ...] = ("ECHO", *KINDS)  # ECHO first: a repeated value is reported as echo
+_REPLY_PRIORITY = {kind: i for i, kind in enumerate(REPLY_KINDS)}
+_PLACEHOLDER = re.compile(r"\[(?:" + "|".join(k for k in PLACEHOLDERS) + r")\]")
+
+
+def _echoes(reply: str, prompts: Sequence[str]) -> list[Candidate]:
+    """Values the prompt's PII detector finds, and typed placeholders of the prompt, repeated in the reply."""
+    needles: set[str] = set()
+    for prompt in prompts:
+        needles.update(s.text for s in find_leaks(prompt) if len(s.text) >= 4)
+        needles.update(m.group() for m in _PLACEHOLDER.finditer(prompt))
+    out: list[Candidate] = []
+    for needle in needles:
+        pos = reply.find(needle)
+        while pos >= 0:
+            out.append((pos, pos + len(needle), _REPLY_PRIORITY["ECHO"], "ECHO"))
+            pos = reply.find(needle, pos + 1)
+    return out
+
+
+def _prompt_texts(prompt: str | Sequence[str | Mapping[str, str]] | None) -> list[str]:
+    """One text, texts of turns, or turns as dicts ({"text": ...} or chat messages {"content": ...})."""
+    if prompt is None or isinstance(prompt, str):
+        return [prompt] if prompt else []
+    return [t if isinstance(t, str) else t.get("text") or t.get("content") or "" for t in prompt]
+
+
+def check_reply(reply: str, *, prompt: str | Sequence[str] | None = None) -> list[PiiSpan]:
+    """Personal data in a GENERATED reply; an empty list means the reply is clean.
+
+    Every kind `find_leaks` knows (the configured brand handle excepted), names after a greeting as
+    ``NAME``, and the prompt's PII values or typed placeholders (``[EMAIL]``...) repeated in the reply as
+    ``ECHO``. `prompt` is the conversation the reply answers: one text, the texts of its turns, or its
+    turns as dicts (``{"role", "text"}`` or chat messages ``{"role", "content"}``).
+    """
+    prompts = _prompt_texts(prompt)
+    cands = [(s.start, s.end, _REPLY_PRIORITY[s.kind], s.kind) for s in find_leaks(reply)]  # NAME included
+    if prompts:
+        cands += _echoes(reply, prompts)
+    return [PiiSpan(kind, s, e, reply[s:e]) for s, e, _, kind in _resolve(cands)]
+
+
+def placeholders_in(text: str) -> list[str]:
+    """The typed placeholders (``[NAME]``, ``[EMAIL]``...) in `text`, in order, repeats included.
+
+    A placeholder is no personal data (`find_leaks` and `check_reply` ignore it, unless the reply echoes one
+    of the prompt), but a reply holding one must never reach a customer: serving falls back or re-generates,
+    the gate counts it. An empty list means none.
+    """
+    return _PLACEHOLDER.findall(text) if "[" in text else []
+
+
+def drop_greeting_placeholder(text: str) -> str:
+    """Drop ``[NAME]`` after a greeting or salutation, so a chat neither teaches nor asks for it.
+
+    "Hi [NAME], sorry" -> "Hi, sorry"; "Thanks [NAME]!" -> "Thanks!"; "Kind regards, [NAME]" ->
+    "Kind regards"; "Dear [NAME]," -> "Hello," ("Dear" alone reads wrong). Other text, and ``[NAME]``
+    elsewhere, is unchanged.
+    """
+    if "[NAME]" not in text:
+        return text
+    return _GREETING_PLACEHOLDER.sub(_greeting_alone, text)
+
+
+def _greeting_alone(m: re.Match[str]) -> str:
+    greeting = m.group("greeting")
+    if greeting.lower() == "dear":
+        return "Hello" if greeting[0].isupper() else "hello"
+    return greeting
+
+
 # === scoring against a labelled set ===============================================================
 class Finder(Protocol):
     def find(self, text: str) -> list[PiiSpan]: ...
@@ -747,6 +1033,26 @@ def score(redactor: Finder, cases: Sequence[Mapping[str, Any]]) -> dict[str, Any
                "recall": r, "precision": p, "f1": 2 * p * r / (p + r) if p + r else 0.0}
     return {"cases": len(cases), "overall": overall, "per_kind": per_kind,
             "misses": misses, "false_positives": false_positives}
+
+
+class _PromptedCheck:
+    """Adapts a reply check (`check_reply`) to `score`: finds the prompt of each reply case by its text."""
+
+    def __init__(self, check, cases: Sequence[Mapping[str, Any]]):
+        self.check = check
+        self.prompts = {c["text"]: c.get("prompt") or None for c in cases}
+
+    def find(self, text: str) -> list[PiiSpan]:
+        return self.check(text, prompt=self.prompts.get(text))
+
+
+def score_replies(cases: Sequence[Mapping[str, Any]], check=None) -> dict[str, Any]:
+    """`score` for generated-reply cases ({"reply", "prompt", "spans"}): `check(reply, prompt=...)`,
+    `check_reply` by default; a plain finder (an object with `find`) is scored without the prompt."""
+    as_text = [{**c, "text": c["reply"]} for c in cases]
+    if check is None or callable(check):
+        return score(_PromptedCheck(check or check_reply, as_text), as_text)
+    return score(check, as_text)
 
 
 class NaiveRedactor:
