@@ -53,12 +53,13 @@ def evaluate_and_promote():
     @task
     def evaluate(params=None, triggering_asset_events=None) -> dict:
         from common.runtime import quiet_libraries, settings_for
-        from replyloop.evaluation.run import evaluate_candidate
+        from replyloop.evaluation.run import evaluate_candidate, version_to_evaluate
 
         quiet_libraries()
-        events = list(triggering_asset_events[CANDIDATE_MODEL]) if triggering_asset_events else []
-        version = (events[-1].extra or {}).get("version") if events else params.get("version")
-        return evaluate_candidate(settings_for(params), version=str(version) if version else None, promote=False)
+        # scheduled on replyloop.candidate_model only, so every triggering event names a candidate
+        extras = [dict(e.extra or {}) for events in (triggering_asset_events or {}).values() for e in events]
+        version = version_to_evaluate(extras, params.get("version"))
+        return evaluate_candidate(settings_for(params), version=version, promote=False)
 
     @task.branch
     def route(result: dict, params=None) -> list[str]:

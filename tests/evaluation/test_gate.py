@@ -174,3 +174,11 @@ def test_missing_or_broken_gate_file(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(GateConfigError, match="must hold a mapping"):
         GateConfig.load(tmp_path / "list.yaml")
+
+
+def test_the_triggering_event_names_the_version_and_manual_runs_keep_their_param():
+    from replyloop.evaluation.run import version_to_evaluate
+
+    assert version_to_evaluate([{"version": "3", "run_id": "r"}, {"version": "5"}], "2") == "5"
+    assert version_to_evaluate([], 2) == "2"
+    assert version_to_evaluate([], None) is None

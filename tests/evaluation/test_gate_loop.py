@@ -171,7 +171,7 @@ def test_candidate_that_leaks_or_insults_is_rejected_although_better_than_base(l
     assert failed(result, kind, metric) == sets
     vs_base = [r for r in rules_of(own, variant) if r["kind"] == "non_regression" and r["baseline"] == "base"
                and r["metric"] in ("token_f1", "rougeL", "semantic_similarity", "perplexity")]
-    assert len(vs_base) == 8 and all(r["passed"] for r in vs_base)  # better than the base model, still rejected
+    assert len(vs_base) == 7 and all(r["passed"] for r in vs_base)  # better than the base model, still rejected
     assert registry.alias_version(own, registry.CHAMPION) is None
     assert registry.alias_version(settings, registry.CHAMPION) == good
 

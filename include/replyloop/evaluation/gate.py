@@ -129,13 +129,15 @@ class GateConfig(_Strict):
     def _rules_use_computed_metrics(self):
         used = [(s, m) for s, per in self.rules.floors.items() for m in per]
         used += [(s, m) for m, sets in self.rules.zero_tolerance.items() for s in sets]
-        if self.rules.non_regression:
-            used += [(s, m) for s in self.rules.non_regression.sets for m in self.rules.non_regression.tolerance]
-        if self.rules.slices:
-            used += [(s, m) for s in self.rules.slices.sets for m in self.rules.slices.metrics]
-            if self.rules.non_regression is None or set(self.rules.slices.metrics) - set(
-                    self.rules.non_regression.tolerance):
-                raise ValueError("rules.slices.metrics need a tolerance in rules.non_regression.tolerance")
+        nr, sl = self.rules.non_regression, self.rules.slices
+        # interval rules judge a metric on each listed set that computes it; it must be computed on one
+        for rule, sets, names in (("non_regression", nr.sets if nr else [], nr.tolerance if nr else {}),
+                                  ("slices", sl.sets if sl else [], sl.metrics if sl else [])):
+            unused = sorted(m for m in names if not any(m in self.metrics.get(s, []) for s in sets))
+            if unused:
+                raise ValueError(f"rules.{rule} names metrics computed on none of its sets {sets}: {unused}")
+        if sl and (nr is None or set(sl.metrics) - set(nr.tolerance)):
+            raise ValueError("rules.slices.metrics need a tolerance in rules.non_regression.tolerance")
         missing = sorted({f"{m} on {s}" for s, m in used if m not in self.metrics.get(s, [])})
         if missing:
             raise ValueError(f"rules use metrics that are not computed (add them under metrics): {missing}")
@@ -238,6 +240,8 @@ def _non_regression_rules(cfg, sets, cand, baselines) -> list[dict]:
             continue
         for set_name in nr.sets:
             for metric, tol in nr.tolerance.items():
+                if metric not in cfg.metrics.get(set_name, []):
+                    continue
                 out.append(_interval_rule("non_regression", set_name, metric, base_name, cand[set_name],
                                           baselines[base_name][set_name], tol, cfg))
     return out
@@ -255,7 +259,7 @@ def _slice_rules(cfg, sets, cand, baselines) -> list[dict]:
                     idx = [i for i, it in enumerate(sets[set_name].items) if it.slices.get(key) == value]
                     if len(idx) < sl.min_size:
                         continue
-                    for metric in sl.metrics:
+                    for metric in (m for m in sl.metrics if m in cfg.metrics.get(set_name, [])):
                         out.append(_interval_rule("slice_non_regression", set_name, metric, base_name,
                                                   cand[set_name], baselines[base_name][set_name],
                                                   cfg.rules.non_regression.tolerance[metric], cfg, idx,
@@ -277,7 +281,8 @@ def _infra_rule(cfg: GateConfig, infra: dict | None) -> list[dict]:
 def reason(rule: dict) -> str:
     """One line saying what a rule checked and, for a failure, by how much it missed."""
     where = f"{rule['set']}" + (f" [{rule['slice']}]" if rule.get("slice") else "")
-    what = f"{rule['kind']} {rule.get('metric', '')}".strip() + (f" vs {rule['baseline']}" if rule.get("baseline") else "")
+    what = f"{rule['kind']} {rule.get('metric', '')}".strip()
+    what += f" vs {rule['baseline']}" if rule.get("baseline") else ""
     if rule.get("ci"):
         nums = f"delta {rule['delta']:+.4f}, CI [{rule['ci'][0]:+.4f}, {rule['ci'][1]:+.4f}]"
     elif rule.get("value") is not None:

@@ -87,7 +87,8 @@ def worst_examples(sets: dict[str, EvalSet], models: dict[str, dict[str, SetScor
             it = es.items[i]
             why = [f"{m}: {c.details[m][i]}" for m in ("pii_leak", "safety") if m in c.details and c.scores[m][i] > 0]
             if primary:
-                why.append(f"{primary}: " + ", ".join(f"{n} {s[set_name].scores[primary][i]:.3f}" for n, s in models.items()))
+                why.append(f"{primary}: " + ", ".join(f"{n} {s[set_name].scores[primary][i]:.3f}"
+                                                      for n, s in models.items()))
             out.append({"set": set_name, "id": it.id, "prompt": " / ".join(m["text"] for m in it.messages),
                         "reference": it.reference, "replies": {n: s[set_name].replies[i] for n, s in models.items()},
                         "why": "; ".join(why)})

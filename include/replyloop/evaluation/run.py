@@ -53,6 +53,15 @@ def _check_scorers(cfg: GateConfig, settings: Settings) -> None:
         encode(["ready"])
 
 
+def version_to_evaluate(event_extras: list[dict], param: str | int | None) -> str | None:
+    """The version named by the newest triggering `replyloop.candidate_model` event (extra `version`);
+    a manual run (no event) keeps its Param; None means the newest version without a decision."""
+    for extra in reversed(event_extras):
+        if extra.get("version"):
+            return str(extra["version"])
+    return str(param) if param else None
+
+
 def _pick_version(settings: Settings, version: str | None) -> str:
     version = str(version) if version else registry.latest_unevaluated(settings)
     if version is None:

@@ -57,7 +57,9 @@ def _prompt_ids(gen, messages: list[dict]) -> list[int]:
     return prompt_ids(gen.tok, messages, gen.system_prompt, 100_000)
 
 
-def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict, judge_settings) -> tuple[list, float, list]:
+def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict,
+             judge_settings) -> tuple[list, float, list]:
+    """(score per reply, set value, details per reply) of one metric."""
     refs = [it.reference or "" for it in es.items]
     prompts = [[m["text"] for m in it.messages] for it in es.items]
     if name in ("token_f1", "rougeL", "chrf"):
