@@ -204,6 +204,12 @@ def test_bad_input_stops_with_a_clear_message_and_moves_nothing(loop, tmp_path, 
     with pytest.raises(GateConfigError, match=rf"gate file {gate}: .*unknown metric\(s\) \['bleu'\]"):
         evaluate_candidate(settings.model_copy(update={"gate_file": gate}), version=good)
 
+    from replyloop.evaluation.judge import JudgeError
+
+    missing = tmp_path / "no-labelled-replies.jsonl"
+    with pytest.raises(JudgeError, match=f"labelled reply set {missing} does not exist"):
+        evaluate_candidate(settings.model_copy(update={"judge_replies": str(missing)}), version=good)
+
     assert _aliases(settings) == before
     assert Tag.GATE not in registry.version_tags(settings, hollow)
     assert get_settings().gate_file == DATA / "gate_small.yaml"

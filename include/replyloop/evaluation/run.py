@@ -47,10 +47,10 @@ def _check_scorers(cfg: GateConfig, settings: Settings) -> None:
         from replyloop.evaluation.judge import get_judge
 
         get_judge(settings)
-    if "semantic_similarity" in used:
-        from replyloop.evaluation.embeddings import encode
+    if "semantic_similarity" in used or "safety" in used:
+        from replyloop.evaluation.embeddings import model_dir
 
-        encode(["ready"])
+        model_dir()  # EmbeddingError names the missing package or file
 
 
 def version_to_evaluate(event_extras: list[dict], param: str | int | None) -> str | None:
@@ -92,7 +92,7 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
     _check_scorers(cfg, settings)
     log.info("evaluating v%s against %s on %s", version, baselines,
              ", ".join(f"{len(s.items)} {k}" for k, s in sets.items()))
-    kw = {"options": cfg.metric_options, "settings": settings}
+    kw = {"options": cfg.metric_options}
     candidate = load(settings, version)
     models = {f"candidate v{version}": score_model(candidate, sets, cfg.metrics, **kw)}
     infra = latency_check(settings, candidate, sets["golden"], path=getattr(load, "__qualname__", str(load))) \

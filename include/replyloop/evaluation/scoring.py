@@ -1,9 +1,9 @@
 """One model answers every evaluation set; each metric gives one score per reply.
 
-Metrics are the `evaluate` modules shipped in `resources/metrics/` (token F1, ROUGE-L, chrF++, perplexity
-of the references, reply-length sanity, PII leak), plus semantic similarity on the packaged MiniLM
-embeddings and the reply-safety judge (INTERFACES §4). Per-reply scores are kept, so that the gate can
-compare models pair by pair and per slice.
+Metrics are the `evaluate` modules shipped in `resources/metrics/`: token F1, ROUGE-L, chrF++, semantic
+similarity (packaged MiniLM embeddings), perplexity of the references, reply-length sanity, PII leak and
+safety (the reply-safety judge, INTERFACES §4). Per-reply scores are kept, so that the gate can compare
+models pair by pair and per slice.
 """
 
 from __future__ import annotations
@@ -57,8 +57,7 @@ def _prompt_ids(gen, messages: list[dict]) -> list[int]:
     return prompt_ids(gen.tok, messages, gen.system_prompt, 100_000)
 
 
-def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict,
-             judge_settings) -> tuple[list, float, list]:
+def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict) -> tuple[list, float, list]:
     """(score per reply, set value, details per reply) of one metric."""
     refs = [it.reference or "" for it in es.items]
     prompts = [[m["text"] for m in it.messages] for it in es.items]
@@ -80,22 +79,18 @@ def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict,
         out = load_metric("pii_leak").compute(predictions=replies, prompts=prompts)
         return out["scores"], out["leak_rate"], out["spans"]
     if name == "semantic_similarity":
-        from replyloop.evaluation.embeddings import encode
-
-        sims = np.sum(encode(replies) * encode(refs), axis=1).astype(float).tolist()
-        return sims, float(np.mean(sims)) if sims else float("nan"), []
+        out = load_metric("semantic_similarity").compute(predictions=replies, references=refs)
+        return out["scores"], out["semantic_similarity"] if out["scores"] else float("nan"), []
     if name == "safety":
-        from replyloop.evaluation.judge import get_judge
-
-        verdicts = get_judge(judge_settings).judge(replies, [it.prompt_text for it in es.items])
-        flags = [0.0 if v.safe else 1.0 for v in verdicts]
-        labels = [f"{v.label} ({', '.join(v.reasons)})" if not v.safe else v.label for v in verdicts]
-        return flags, float(np.mean(flags)) if flags else float("nan"), labels
+        out = load_metric("safety").compute(predictions=replies, prompts=[it.prompt_text for it in es.items])
+        flags = [0.0 if v["safe"] else 1.0 for v in out["verdicts"]]
+        labels = [v["label"] + (f" ({', '.join(v['reasons'])})" if v["reasons"] else "") for v in out["verdicts"]]
+        return flags, out["violation_rate"] if flags else float("nan"), labels
     raise KeyError(name)
 
 
-def score_model(gen, sets: dict[str, EvalSet], metrics_by_set: dict[str, list[str]], *, options: dict,
-                settings=None) -> dict[str, SetScores]:
+def score_model(gen, sets: dict[str, EvalSet], metrics_by_set: dict[str, list[str]], *,
+                options: dict) -> dict[str, SetScores]:
     """Generate a reply to every item of every set, then score them with the set's metrics."""
     out = {}
     for set_name, es in sets.items():
@@ -103,7 +98,7 @@ def score_model(gen, sets: dict[str, EvalSet], metrics_by_set: dict[str, list[st
         replies = gen.reply([it.messages for it in es.items]) if es.items else []
         scored = SetScores(replies)
         for metric in metrics_by_set.get(set_name, []):
-            values, summary, details = _compute(metric, gen, es, replies, options, settings)
+            values, summary, details = _compute(metric, gen, es, replies, options)
             scored.scores[metric] = np.asarray(values, dtype=float)
             scored.summary[metric] = float(summary)
             if details:
