@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replyloop.settings import Settings
-from replyloop.text import strip_leading_mentions
+from replyloop.chat import chat_messages, prompt_ids
 
 log = logging.getLogger(__name__)
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
@@ -136,7 +136,7 @@ def base_model_by_hash(settings: Settings, sha: str) -> BaseModel:
 
 
 def device_and_dtype():
-    """CUDA with bf16 where present (fp16 if the card lacks bf16), otherwise CPU with fp32."""
+    """CUDA with bf16 where present (fp16 if the card lacks bf16), otherwise CPU with fp32 (inference)."""
     import torch
 
     if torch.cuda.is_available():
@@ -144,14 +144,41 @@ def device_and_dtype():
     return torch.device("cpu"), torch.float32
 
 
-def load_base(base: BaseModel, *, for_training: bool = False):
-    """(model, tokenizer) of a stored base model on the best device."""
+def bf16_supported(device) -> bool:
+    """bf16 compute on this device: CUDA cards that have it, CPUs with native bf16 (AVX512-BF16 / AMX) in oneDNN."""
     import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def training_precision(requested: str = "auto"):
+    """(device, compute dtype) for training: bf16 autocast where the device supports it, fp32 otherwise.
+
+    The frozen base weights are held in the compute dtype, the LoRA weights always in fp32."""
+    import torch
+
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if requested == "fp32":
+        return device, torch.float32
+    if bf16_supported(device):
+        return device, torch.bfloat16
+    if requested == "bf16":
+        raise BaseModelError(f"training setting precision='bf16': the {device.type} device of this machine has no "
+                             "bf16 support; use precision 'auto' or 'fp32'")
+    return device, torch.float32
+
+
+def load_base(base: BaseModel, *, for_training: bool = False, dtype=None):
+    """(model, tokenizer) of a stored base model on the best device (weights in `dtype` if given)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device, dtype = device_and_dtype()
-    if for_training and device.type == "cpu":
-        dtype = torch.float32
+    device, default = device_and_dtype()
+    if dtype is None:
+        import torch
+
+        dtype = torch.float32 if for_training and device.type == "cpu" else default
     tok = AutoTokenizer.from_pretrained(base.path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -167,20 +194,19 @@ class ReplyGenerator:
     answers, candidate or baseline, decodes under the same rule, so the gate compares like with like.
     """
 
-    def __init__(self, model, tokenizer, *, system_prompt: str, max_new_tokens: int = 48):
+    def __init__(self, model, tokenizer, *, system_prompt: str, max_new_tokens: int = 48,
+                 max_prompt_tokens: int | None = None):
         self.model = model.eval()
         self.tok = tokenizer
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
+        context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.max_prompt_tokens = max_prompt_tokens or max(16, context - max_new_tokens)
         self.suppressed = sorted(i for t, i in tokenizer.get_vocab().items() if "@" in t)
 
     def chat(self, conversation: str | list[dict]) -> list[dict]:
-        turns = [{"role": "customer", "text": conversation}] if isinstance(conversation, str) else conversation
-        chat = [{"role": "system", "content": self.system_prompt}]
-        for t in turns:
-            chat.append({"role": "user" if t["role"] == "customer" else "assistant",
-                         "content": strip_leading_mentions(t["text"])})
-        return chat
+        """The chat messages the model sees (built by `replyloop.chat`, the one chat builder)."""
+        return chat_messages(conversation, self.system_prompt)
 
     def reply(self, conversations: list[str | list[dict]], batch_size: int = 8) -> list[str]:
         import torch
@@ -189,9 +215,8 @@ class ReplyGenerator:
         self.tok.padding_side = "left"
         for i in range(0, len(conversations), batch_size):
             chunk = conversations[i : i + batch_size]
-            texts = [self.tok.apply_chat_template(self.chat(c), tokenize=False, add_generation_prompt=True)
-                     for c in chunk]
-            enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+            ids = [prompt_ids(self.tok, c, self.system_prompt, self.max_prompt_tokens) for c in chunk]
+            enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.model.device)
             with torch.inference_mode():
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
                                           repetition_penalty=1.1, no_repeat_ngram_size=4,
@@ -200,4 +225,3 @@ class ReplyGenerator:
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(self.tok.decode(row, skip_special_tokens=True).strip())
         return out
-

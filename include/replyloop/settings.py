@@ -60,8 +60,11 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(0, ge=0, description="Ingestion worker processes; 0 = one per core for large "
                                                       "batches, in-process for small ones")
     # training
-    min_new_conversations: int = Field(20, description="Nightly training runs only with this many new ones")
+    min_new_conversations: int = Field(20, description="Nightly training runs only with this many new training "
+                                                      "conversations + new corrections together")
     train_config: Path | None = Field(None, description="YAML file with TrainConfig overrides")
+    train_fail_after_step: int | None = Field(None, description="Testing hook: fail the training task after this "
+                                                                "optimizer step (and its checkpoint), as a kill would")
     # evaluation and promotion gate
     eval_sets_uri: str | None = Field(None, description="Where golden.jsonl and safety.jsonl are read: a local "
                                       "folder, s3://bucket/prefix or lake:<prefix> (default: the shipped "
