@@ -170,22 +170,31 @@ def train(max_steps, lora_r, lora_alpha, lora_dropout, lora_target_modules, lear
         f"loss {result['initial_eval_loss']:.3f} -> {result['final_eval_loss']:.3f})")
 
 
+def _who() -> str:
+    import getpass
+
+    return os.environ.get("REPLYLOOP_USER") or getpass.getuser()
+
+
 @main.command()
 @click.option("--version", default=None, help="Model version (default: newest without a gate decision).")
 @click.option("--no-promote", is_flag=True, help="Record the decision but do not move champion.")
 @click.option("--json", "as_json", is_flag=True)
 def evaluate(version, no_promote, as_json) -> None:
-    """Evaluate a candidate against the champion (or base model) and promote it if the gate passes."""
+    """Judge a candidate against the champion and the base model; promote it if every gate rule passes."""
+    from replyloop import registry, resources
+    from replyloop.evaluation.gate import GateConfigError
     from replyloop.evaluation.run import EvaluationError, evaluate_candidate
 
     try:
         result = evaluate_candidate(get_settings(), version=version, promote=not no_promote)
-    except EvaluationError as exc:
+    except (EvaluationError, GateConfigError, registry.RegistryError, resources.EvalSetError) as exc:
         _fail(exc)
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"v{result['version']} vs {result['baseline']}: {'PASSED' if result['passed'] else 'FAILED'}")
+    click.echo(f"v{result['version']} vs {result['baselines']}: {'PASSED' if result['passed'] else 'FAILED'} "
+               f"({result['rules']} rules; report: MLflow run {result['eval_run_id']}, gate/report.html)")
     for reason in result["reasons"]:
         click.echo(f"  - {reason}")
     click.echo(f"champion: v{result['champion']}")
@@ -193,37 +202,43 @@ def evaluate(version, no_promote, as_json) -> None:
 
 @main.command()
 @click.argument("version")
-@click.option("--reason", default="manual promotion", show_default=True)
-@click.option("--force", is_flag=True, help="Promote even if the version did not pass the gate.")
-def promote(version: str, reason: str, force: bool) -> None:
-    """Point the champion alias at VERSION."""
+@click.option("--reason", default=None, help="Why (recorded on the versions involved; required with --force).")
+@click.option("--force", is_flag=True, help="Promote a version that failed the gate or has no decision.")
+def promote(version: str, reason: str | None, force: bool) -> None:
+    """Point the champion alias at VERSION (one that passed the gate, unless --force --reason)."""
     from replyloop import registry
 
+    if force and not reason:
+        raise click.UsageError("--force needs --reason TEXT (it is recorded on the versions involved)")
     try:
-        out = registry.promote(get_settings(), version, reason=reason, by="manual" if force else "gate")
+        out = registry.promote(get_settings(), version, reason=reason or "manual promotion", by=_who(), force=force)
     except registry.RegistryError as exc:
         _fail(exc)
-    click.echo(f"champion: v{out['previous']} -> v{out['champion']}")
+    click.echo(f"champion: v{out['previous']} -> v{out['champion']} ({out['reason']}, by {out['by']})")
 
 
 @main.command()
-@click.option("--to", "to", default=None, help="Version to go back to (default: the previous champion).")
-@click.option("--reason", default="manual rollback", show_default=True)
-def rollback(to, reason) -> None:
+@click.option("--to", "to", default=None, help="Version to go back to (default: the previous champion that "
+              "passed the gate).")
+@click.option("--reason", default=None, help="Why (recorded on the versions involved).")
+@click.option("--force", is_flag=True, help="Allow rolling back to a version that failed the gate.")
+def rollback(to, reason, force) -> None:
     """Move the champion alias back to the previous champion (or --to VERSION)."""
     from replyloop import registry
 
+    if force and not reason:
+        raise click.UsageError("--force needs --reason TEXT (it is recorded on the versions involved)")
     try:
-        out = registry.rollback(get_settings(), to=to, reason=reason)
+        out = registry.rollback(get_settings(), to=to, reason=reason or "manual rollback", by=_who(), force=force)
     except registry.RegistryError as exc:
         _fail(exc)
-    click.echo(f"champion: v{out['previous']} -> v{out['champion']}")
+    click.echo(f"champion: v{out['previous']} -> v{out['champion']} ({out['reason']}, by {out['by']})")
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
-    """Where things are: lake, current snapshot, registry versions, champion and challenger."""
+    """Where things are: lake, current snapshot, registry versions, gate decisions, champion and challenger."""
     from replyloop import registry
     from replyloop.ingest.pipeline import read_manifest
     from replyloop.lake import lake_for
@@ -241,7 +256,8 @@ def status(as_json: bool) -> None:
     click.echo(f"snapshot: {out['snapshot']['id']} {out['snapshot']['totals'] or ''}")
     click.echo(f"champion: {out['champion']}   challenger: {out['challenger']}")
     for v in out["versions"]:
-        click.echo(f"  v{v['version']:<4} {v['created']}  gate={v['gate']:<8} snapshot={v['snapshot']} "
+        approval = f" approval={v['approval']}" if v.get("approval") else ""
+        click.echo(f"  v{v['version']:<4} {v['created']}  gate={v['gate']:<8}{approval} snapshot={v['snapshot']} "
                    f"{' '.join('@' + a for a in v['aliases'])}")
 
 

@@ -164,11 +164,13 @@ def download_version(settings: Settings, version: str | int) -> VersionFiles:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{settings.model_name}/{mv.version}"))
     except Exception as exc:
         raise RegistryError(f"{settings.model_name} version {mv.version}: cannot download its files ({exc})") from exc
-    adapter = local / "artifacts" / "adapter"
+    pyfunc = Model.load(local / "MLmodel").flavors.get("python_function", {})
+    entry = (pyfunc.get("artifacts") or {}).get("adapter") or {}
+    adapter = local / entry.get("path", "artifacts/adapter")
     if not (adapter / "adapter_config.json").exists():
         raise RegistryError(f"{settings.model_name} version {mv.version} has no LoRA adapter "
                             f"({adapter / 'adapter_config.json'} is missing)")
-    config = (Model.load(local / "MLmodel").flavors.get("python_function", {}).get("model_config") or {})
+    config = pyfunc.get("config") or pyfunc.get("model_config") or {}  # MLflow stores model_config as "config"
     sha = config.get("base_model_sha") or (mv.tags or {}).get(Tag.BASE_MODEL_SHA)
     if not sha:
         raise RegistryError(f"{settings.model_name} version {mv.version} names no base model ({Tag.BASE_MODEL_SHA})")
@@ -271,10 +273,11 @@ def rollback(settings: Settings, *, to: str | int | None = None, reason: str, by
 
 
 def _previous_champion(settings: Settings, current: str) -> str:
+    """The most recent earlier champion that passed the gate (failed ones in between are skipped)."""
     gates = {str(v.version): (v.tags or {}).get(Tag.GATE) for v in versions(settings)}
     for entry in reversed(champion_history(settings)):
         earlier = entry.get("from")
-        if entry.get("to") == current and earlier and earlier != current and gates.get(earlier) == "passed":
+        if earlier and earlier != current and gates.get(earlier) == "passed":
             return earlier
     raise RegistryError(f"no earlier champion of {settings.model_name} that passed the gate is recorded before "
                         f"version {current}; pass the version to roll back to (and force for a failed one)")

@@ -65,6 +65,19 @@ class Settings(BaseSettings):
     train_config: Path | None = Field(None, description="YAML file with TrainConfig overrides")
     train_fail_after_step: int | None = Field(None, description="Testing hook: fail the training task after this "
                                                                 "optimizer step (and its checkpoint), as a kill would")
+    # evaluation and promotion gate
+    eval_sets_uri: str | None = Field(None, description="Where golden.jsonl and safety.jsonl are read: a local "
+                                      "folder, s3://bucket/prefix or lake:<prefix> (default: the shipped "
+                                      "resources/eval/)")
+    gate_file: Path | None = Field(None, description="The gate YAML (default: the shipped resources/gate.yaml)")
+    heldout_cap: int = Field(300, ge=1, description="Held-out conversations scored per model (stable by id)")
+    gate_latency_p95_seconds: float = Field(10.0, gt=0, description="Infra check: p95 seconds per golden "
+                                            "reply, one prompt at a time, through the serving load path")
+    gate_latency_prompts: int = Field(20, ge=1, description="Golden prompts answered one at a time for the "
+                                      "infra check's latency")
+    require_approval: bool = Field(False, description="Promotion waits for an ML lead's approval in Airflow")
+    approval_timeout_hours: float = Field(24.0, gt=0, description="An unanswered approval request expires "
+                                          "after this long; champion stays")
     # serving
     serve_alias: str = "champion"
     alias_poll_seconds: float = 30.0

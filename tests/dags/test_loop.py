@@ -12,6 +12,7 @@ import pytest
 from replyloop import registry
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+EVAL_DATA = Path(__file__).resolve().parents[1] / "evaluation" / "data"
 pytestmark = pytest.mark.slow
 
 
@@ -37,35 +38,70 @@ def _states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def test_nightly_loop_with_dag_test(airflow_db, dags, tiny_settings, demo_lake):
-    settings = tiny_settings
+@pytest.fixture
+def learner_settings(home, tiny_learner_dir, monkeypatch):
+    """The tiny BPE learner as base model: 100 LoRA steps make it certainly better than its random self."""
+    import torch
+
+    from replyloop.settings import get_settings
+
+    for key, value in {"BASE_MODEL": str(tiny_learner_dir), "MAX_NEW_TOKENS": "12", "EVAL_FRACTION": "0.3",
+                       "MIN_NEW_CONVERSATIONS": "5"}.items():
+        monkeypatch.setenv(f"REPLYLOOP_{key}", value)
+    get_settings.cache_clear()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread is several times faster
+    yield get_settings()
+    torch.set_num_threads(threads)
+
+
+def test_nightly_loop_with_dag_test(airflow_db, dags, learner_settings, demo_lake, monkeypatch):
+    from replyloop.settings import get_settings
+
+    settings = learner_settings
     ingest = dags["ingest_conversations"].test()
     assert _states(ingest) == {"ingest": "success"}, _states(ingest)
     assert demo_lake.exists("curated/conversations/CURRENT")
 
-    finetune = dags["finetune_lora"].test(run_conf={"max_steps": 4, "lora_r": 4})
+    finetune = dags["finetune_lora"].test(run_conf={"max_steps": 100, "learning_rate": 0.005})
     assert _states(finetune) == {"enough_new_data": "success", "train": "success"}, _states(finetune)
     [version] = [v["version"] for v in registry.status(settings)["versions"]]
     mv = registry.client(settings).get_model_version(settings.model_name, version)
     run = registry.client(settings).get_run(mv.run_id)
-    assert run.data.params["max_steps"] == "4" and run.data.params["lora_r"] == "4"
+    assert run.data.params["max_steps"] == "100"
 
-    evaluate = dags["evaluate_and_promote"].test(run_conf={"max_prompts": 4})
-    states = _states(evaluate)
-    assert states["evaluate"] == "success"
-    mv = registry.client(settings).get_model_version(settings.model_name, version)
-    if mv.tags[registry.GATE_TAG] == "passed":
-        assert states["promote"] == "success"
-        assert registry.alias_version(settings, "champion") == version
-    else:
-        assert states["promote"] == "skipped"
-        assert registry.alias_version(settings, "champion") is None
+    # cold start: the trained candidate against the base model, on the test-sized sets and gate file
+    for key, value in {"EVAL_SETS_URI": str(EVAL_DATA / "eval"), "GATE_FILE": str(EVAL_DATA / "gate_small.yaml"),
+                       "HELDOUT_CAP": "24", "GATE_LATENCY_PROMPTS": "5"}.items():
+        monkeypatch.setenv(f"REPLYLOOP_{key}", value)
+    get_settings.cache_clear()
+    evaluate = dags["evaluate_and_promote"].test()
+    assert _states(evaluate) == {"evaluate": "success", "route": "success", "promote": "success",
+                                 "approval": "skipped", "promote_approved": "skipped",
+                                 "record_approval": "success"}, _states(evaluate)
+    assert registry.version_tags(settings, version)[registry.Tag.GATE] == "passed"
+    assert registry.alias_version(settings, "champion") == version
 
     # Nothing new landed: the next night skips ingestion and training instead of retraining.
     again = dags["ingest_conversations"].test()
     assert _states(again) == {"ingest": "skipped"}
     skip = dags["finetune_lora"].test()
     assert _states(skip) == {"enough_new_data": "success", "train": "skipped"}
+
+
+def test_evaluate_dag_waits_for_approval_when_asked(dags):
+    """The approval step is Airflow's HITL ApprovalOperator; a reject or a timeout (default Reject) leaves
+    champion alone because only promote_approved moves it."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    dag = dags["evaluate_and_promote"]
+    approval = dag.get_task("approval")
+    assert isinstance(approval, ApprovalOperator) and approval.defaults == ["Reject"]
+    assert approval.response_timeout.total_seconds() == 24 * 3600
+    assert approval.downstream_task_ids == {"promote_approved"}
+    assert dag.get_task("promote_approved").downstream_task_ids == {"record_approval"}
+    assert dag.get_task("record_approval").trigger_rule == "all_done"
+    assert dag.get_task("route").downstream_task_ids == {"approval", "promote"}
 
 
 def test_bad_params_are_refused(airflow_db, dags, tiny_settings):

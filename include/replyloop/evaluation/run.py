@@ -1,30 +1,28 @@
-"""Evaluate a candidate version against the baseline and promote it only if every gate rule passes.
+"""Evaluate a candidate version against its baselines and promote it only if every gate rule passes.
 
-The candidate and the baseline (the champion; the base model on a cold start) answer the same prompts:
-the held-out split of the candidate's training snapshot, the shipped golden set and the safety prompts.
-Metrics come from the shipped `evaluate` modules plus teacher-forced held-out perplexity. The decision
-is written on the version (tags), in an MLflow run (metrics, HTML report, plot, sample table), and the
-aliases move only when the gate passes.
+    gate file -> version files -> sets (held-out, golden, safety; hashed) -> evidence
+      -> candidate (serving load path) answers every set + infra latency -> champion, base model answer
+      -> metrics per reply -> rules per set -> MLflow run + task-log table -> decision on the version
+      -> `challenger` (passed) -> `champion` (passed and promote)
+
+Baselines: the current `champion` (unless it is the candidate) and always the base model the candidate
+was trained from; on a cold start only the base model. Bad input (gate file, sets, version, judge model)
+stops before anything is written, so the aliases stay where they were.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-import math
-import time
 
-from replyloop import registry, resources
-from replyloop.evaluation import metrics
-from replyloop.evaluation.gate import GateConfig, decide
-from replyloop.ingest.pipeline import read_snapshot
-from replyloop.lake import lake_for
-from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
-from replyloop.registry import load_version  # noqa: F401  (was defined here)
-from replyloop.reports import comparison_png, gate_report_html
+from replyloop import registry
+from replyloop.evaluation.gate import GateConfig, decide, evidence_rules, verdict
+from replyloop.evaluation.infra import latency_check
+from replyloop.evaluation.report import log_run, log_table, metric_rows
+from replyloop.evaluation.scoring import score_model
+from replyloop.evaluation.sets import load_sets
+from replyloop.registry import Tag, load_version  # noqa: F401  (load_version: older import path)
 from replyloop.settings import Settings, get_settings
-from replyloop.tracking import code_version, configure
-from replyloop.training.examples import build_examples, conversations, prompts_and_references
-from replyloop.training.train import mean_loss
 
 log = logging.getLogger(__name__)
 
@@ -33,112 +31,102 @@ class EvaluationError(RuntimeError):
     pass
 
 
-def _score(gen: ReplyGenerator, sets: dict[str, list[tuple]], eval_examples) -> tuple[dict, dict[str, list[str]]]:
-    started = time.monotonic()
-    outputs = {name: gen.reply([p for p, _ in items]) for name, items in sets.items()}
-    prompts = sum(len(v) for v in sets.values())
-    log.info("generated %d replies in %.0fs", prompts, time.monotonic() - started)
-    preds = outputs["heldout"] + outputs["golden"]
-    refs = [r for _, r in sets["heldout"]] + [r for _, r in sets["golden"]]
-    m = metrics.quality(preds, refs)
-    golden = metrics.quality(outputs["golden"], [r for _, r in sets["golden"]])
-    m.update({"golden_rougeL": golden["rougeL"], "golden_chrf": golden["chrf"]})
-    loss = mean_loss(gen.model, eval_examples, gen.tok.pad_token_id, 8) if eval_examples else float("nan")
-    m["perplexity"] = math.exp(min(loss, 50)) if eval_examples else float("nan")
-    all_replies = [r for v in outputs.values() for r in v]
-    m["pii_leak_rate"] = metrics.pii_leaks(all_replies)["leak_rate"]
-    m["safety_violations"] = metrics.safety(outputs["safety"])["violations"]
-    m["n_examples"] = len(preds)
-    return m, outputs
+def _base_generator(settings: Settings, files: registry.VersionFiles):
+    from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
+
+    model, tok = load_base(base_model_by_hash(settings, files.base_model_sha))
+    return ReplyGenerator(model, tok, system_prompt=files.model_config.get("system_prompt",
+                                                                            settings.rendered_system_prompt()),
+                          max_new_tokens=int(files.model_config.get("max_new_tokens", settings.max_new_tokens)))
 
 
-def evaluate_candidate(settings: Settings | None = None, *, version: str | None = None, promote: bool = True,
-                       max_prompts: int = 16) -> dict:
-    """Run the gate for `version` (default: the newest version without a decision)."""
-    import mlflow
+def _check_scorers(cfg: GateConfig, settings: Settings) -> None:
+    """Fail before any model loads when the judge or the embedding model is missing."""
+    used = {m for names in cfg.metrics.values() for m in names}
+    if "safety" in used:
+        from replyloop.evaluation.judge import get_judge
 
-    settings = settings or get_settings()
+        get_judge(settings)
+    if "semantic_similarity" in used or "safety" in used:
+        from replyloop.evaluation.embeddings import model_dir
+
+        model_dir()  # EmbeddingError names the missing package or file
+
+
+def version_to_evaluate(event_extras: list[dict], param: str | int | None) -> str | None:
+    """The version named by the newest triggering `replyloop.candidate_model` event (extra `version`);
+    a manual run (no event) keeps its Param; None means the newest version without a decision."""
+    for extra in reversed(event_extras):
+        if extra.get("version"):
+            return str(extra["version"])
+    return str(param) if param else None
+
+
+def _pick_version(settings: Settings, version: str | None) -> str:
     version = str(version) if version else registry.latest_unevaluated(settings)
     if version is None:
         raise EvaluationError(f"no candidate: every version of {settings.model_name} already has a gate decision; "
                               "train a new one or pass a version")
-    c = registry.client(settings)
-    mv = c.get_model_version(settings.model_name, version)
-    tags = mv.tags or {}
+    return version
+
+
+def evaluate_candidate(settings: Settings | None = None, *, version: str | None = None, promote: bool = True,
+                       load=None) -> dict:
+    """Run the gate for `version` (default: the newest version without a decision). `load(settings,
+    version)` returns a reply generator; default `registry.load_version`, the serving load path."""
+    settings = settings or get_settings()
+    load = load or registry.load_version
+    cfg = GateConfig.load(settings.gate_file)
+    version = _pick_version(settings, version)
+    files = registry.download_version(settings, version)  # names the version if missing or without adapter
+    sets = load_sets(settings, files.tags.get(Tag.SNAPSHOT))
     champion = registry.alias_version(settings, registry.CHAMPION)
-    baseline_name = f"champion v{champion}" if champion and champion != version else "base model"
+    champion = champion if champion != version else None
+    baselines = {"champion": f"v{champion}" if champion else None, "base": files.base_model_sha[:16]}
+    header = {"candidate": version, "baselines": baselines, "sets": {k: s.record() for k, s in sets.items()},
+              "gate_file": f"{cfg.path} (sha256 {cfg.sha256[:16]})"}
 
-    snap_id, messages, feedback = read_snapshot(lake_for(settings), tags.get("replyloop.snapshot_id"))
-    eval_convs, _ = conversations(messages, feedback, "eval")
-    sets = {
-        "heldout": prompts_and_references(eval_convs, max_prompts),
-        "golden": [(g["prompt"], g["reference"]) for g in resources.golden_set()],
-        "safety": [(s["prompt"], None) for s in resources.safety_prompts()],
-    }
-    log.info("evaluating v%s against %s on %d held-out, %d golden and %d safety prompts (snapshot %s)", version,
-             baseline_name, len(sets["heldout"]), len(sets["golden"]), len(sets["safety"]), snap_id)
-
-    candidate = load_version(settings, version)
-    eval_ex = build_examples(candidate.tok, settings.rendered_system_prompt(), eval_convs, 256)[:32]
-    cand_m, cand_out = _score(candidate, sets, eval_ex)
+    evidence = evidence_rules(cfg, sets)
+    if not all(r["passed"] for r in evidence):  # too little evidence: fail closed without scoring
+        return _finish(settings, cfg, {**verdict(evidence), **header}, sets, {}, version, promote)
+    _check_scorers(cfg, settings)
+    log.info("evaluating v%s against %s on %s", version, baselines,
+             ", ".join(f"{len(s.items)} {k}" for k, s in sets.items()))
+    kw = {"options": cfg.metric_options}
+    candidate = load(settings, version)
+    models = {f"candidate v{version}": score_model(candidate, sets, cfg.metrics, **kw)}
+    infra = latency_check(settings, candidate, sets["golden"], path=getattr(load, "__qualname__", str(load))) \
+        if cfg.rules.infra.enabled else None
     del candidate
-    if baseline_name == "base model":
-        model, tok = load_base(base_model_by_hash(settings, tags["replyloop.base_model_sha"]))
-        baseline = ReplyGenerator(model, tok, system_prompt=settings.rendered_system_prompt(),
-                                  max_new_tokens=settings.max_new_tokens)
-    else:
-        baseline = load_version(settings, champion)
-    base_m, base_out = _score(baseline, sets, eval_ex)
-    del baseline
+    scored_baselines = {}
+    if champion:
+        gen = load(settings, champion)
+        scored_baselines["champion"] = models[f"champion v{champion}"] = score_model(gen, sets, cfg.metrics, **kw)
+        del gen
+    gen = _base_generator(settings, files)
+    scored_baselines["base"] = models["base model"] = score_model(gen, sets, cfg.metrics, **kw)
+    del gen
+    gc.collect()
+    decision = {**decide(cfg, sets, models[f"candidate v{version}"], scored_baselines, infra), **header,
+                "infra": infra}
+    return _finish(settings, cfg, decision, sets, models, version, promote)
 
-    gate_cfg = GateConfig.load()
-    decision = decide(cand_m, base_m, gate_cfg)
-    decision.update({"candidate": version, "baseline": baseline_name,
-                     "metrics": {f"candidate v{version}": cand_m, baseline_name: base_m}})
-    replies = []  # every prompt with both answers: the full table goes to MLflow, a few rows to the report
-    for name, items in sets.items():
-        for i, (prompt, ref) in enumerate(items):
-            replies.append({"set": name, "prompt": prompt if isinstance(prompt, str) else prompt[-1]["text"],
-                            "reference": ref, f"candidate v{version}": cand_out[name][i],
-                            baseline_name: base_out[name][i]})
-    samples = [r for name in sets for r in [x for x in replies if x["set"] == name][:6]]
 
-    configure(settings)
-    with mlflow.start_run(run_name=f"gate-v{version}") as run:
-        mlflow.set_tags({"replyloop.stage": "evaluate", "replyloop.candidate_version": version,
-                         "replyloop.baseline": baseline_name, "replyloop.snapshot_id": snap_id,
-                         "replyloop.code_version": code_version(),
-                         "replyloop.gate": "passed" if decision["passed"] else "failed"})
-        mlflow.log_metrics({f"candidate_{k}": float(v) for k, v in cand_m.items()})
-        mlflow.log_metrics({f"baseline_{k}": float(v) for k, v in base_m.items()})
-        mlflow.log_params({f"gate_{k}": v for k, v in vars(gate_cfg).items()})
-        mlflow.log_dict(decision, "gate/decision.json")
-        mlflow.log_text(gate_report_html(decision, samples), "gate/report.html")
-        mlflow.log_figure(comparison_png(decision["metrics"], ["rougeL", "chrf", "perplexity"]), "gate/comparison.png")
-        mlflow.log_table({k: [r.get(k) for r in replies] for k in replies[0]}, "gate/replies.json")
-        eval_run = run.info.run_id
-
-    status = "passed" if decision["passed"] else "failed"
-    c.set_model_version_tag(settings.model_name, version, registry.GATE_TAG, status)
-    c.set_model_version_tag(settings.model_name, version, "replyloop.gate.reasons", "; ".join(decision["reasons"]))
-    c.set_model_version_tag(settings.model_name, version, "replyloop.gate.baseline", baseline_name)
-    c.set_model_version_tag(settings.model_name, version, "replyloop.gate.run_id", eval_run)
-    for key in ("rougeL", "chrf", "perplexity"):
-        c.set_model_version_tag(settings.model_name, version, f"replyloop.metric.{key}", f"{cand_m[key]:.4f}")
-
+def _finish(settings, cfg, decision, sets, models, version, promote) -> dict:
+    slice_keys = cfg.rules.slices.by if cfg.rules.slices else []
+    run_id = log_run(settings, decision, cfg, sets, models, f"candidate v{version}", slice_keys) if models else None
+    table_header, rows = metric_rows(sets, models, []) if models else (["set"], [])
+    log.info("\n%s", log_table(decision, table_header, rows))
+    registry.record_decision(settings, version, passed=decision["passed"], reasons=decision["reasons"],
+                             baselines=decision["baselines"], rules=decision["rules"], sets=decision["sets"],
+                             gate_file=decision["gate_file"], run_id=run_id)
     promoted = None
-    if decision["passed"]:
-        c.set_registered_model_alias(settings.model_name, registry.CHALLENGER, version)
-        if promote:
-            registry.promote(settings, version, reason=f"gate passed against {baseline_name}", by="gate")
-            promoted = version
-    result = {"version": version, "baseline": baseline_name, "passed": decision["passed"],
-              "reasons": decision["reasons"], "promoted": promoted, "eval_run_id": eval_run,
-              "champion": registry.alias_version(settings, registry.CHAMPION),
-              "candidate_metrics": cand_m, "baseline_metrics": base_m,
-              "sample": {"prompt": samples[0]["prompt"], "reply": samples[0][f"candidate v{version}"]} if samples else None}
-    after = (f"champion is now v{promoted}" if promoted else
-             f"challenger is v{version}; promotion is left to the caller" if decision["passed"] and not promote else
-             f"champion stays {'v' + str(result['champion']) if result['champion'] else 'unset'}")
-    log.info("gate for v%s: %s (%s); %s", version, status.upper(), "; ".join(decision["reasons"]), after)
-    return result
+    if decision["passed"] and promote:
+        against = " and ".join(f"{k} {v}" for k, v in decision["baselines"].items() if v)
+        registry.promote(settings, version, reason=f"gate passed against {against}", by="gate")
+        promoted = version
+    return {"version": version, "passed": decision["passed"], "reasons": decision["reasons"],
+            "baselines": decision["baselines"], "promoted": promoted, "eval_run_id": run_id,
+            "champion": registry.alias_version(settings, registry.CHAMPION),
+            "failed_rules": [r for r in decision["rules"] if not r["passed"]],
+            "rules": len(decision["rules"]), "sets": decision["sets"]}

@@ -1,19 +1,23 @@
 """PII leak rate as an `evaluate` module: the share of replies that contain personal data.
 
-Uses replyloop's own PII detector (`replyloop.pii.find_leaks`), the same one ingestion relies on,
-so a model cannot pass the gate with data that ingestion would have redacted.
+Uses replyloop's one PII detector (`replyloop.pii.check_reply`): every pattern ingestion redacts, names
+after a greeting, and any PII or typed placeholder ([EMAIL], [PHONE], ...) of the prompt echoed back.
+Returns the rate, the counts by kind and, under `scores`, 1.0/0.0 per reply.
 """
 
 import datasets
 import evaluate
-from replyloop.pii import find_leaks
 
-_DESCRIPTION = "Fraction of predictions with at least one PII span (emails, phones, cards, IBANs, addresses...)."
+from replyloop.pii import check_reply
+
+_DESCRIPTION = "Fraction of replies with at least one PII span, or PII / placeholders of the prompt echoed back."
 _KWARGS = """
 Args:
     predictions: list of generated replies.
+    prompts: optional list (one per reply) of the prompt text or list of texts, to catch echoes.
 Returns:
-    {"leak_rate": float, "leaks": int, "kinds": {kind: count}}
+    {"leak_rate": float, "leaks": int, "kinds": {kind: count}, "scores": [1.0 | 0.0 per reply],
+     "spans": [[kind, text], ...] per reply}
 """
 
 
@@ -26,12 +30,15 @@ class PiiLeak(evaluate.Metric):
             features=datasets.Features({"predictions": datasets.Value("string")}),
         )
 
-    def _compute(self, predictions):
-        leaks, kinds = 0, {}
-        for text in predictions:
-            found = find_leaks(text)
-            if found:
-                leaks += 1
-                for span in found:
-                    kinds[span.kind] = kinds.get(span.kind, 0) + 1
-        return {"leak_rate": leaks / max(len(predictions), 1), "leaks": leaks, "kinds": kinds}
+    def _compute(self, predictions, prompts=None):
+        prompts = prompts if prompts is not None else [None] * len(predictions)
+        kinds, scores, spans = {}, [], []
+        for text, prompt in zip(predictions, prompts):
+            found = check_reply(text or "", prompt=prompt)
+            scores.append(float(bool(found)))
+            spans.append([[s.kind, s.text] for s in found])
+            for span in found:
+                kinds[span.kind] = kinds.get(span.kind, 0) + 1
+        leaks = int(sum(scores))
+        return {"leak_rate": leaks / max(len(predictions), 1), "leaks": leaks, "kinds": kinds, "scores": scores,
+                "spans": spans}

@@ -1,6 +1,7 @@
 """ROUGE as an `evaluate` module, shipped in the repo so it loads offline by path.
 
-Wraps Google's `rouge_score` (the same package the Hub's `rouge` script wraps). Returns mean F-measures.
+Wraps Google's `rouge_score` (the same package the Hub's `rouge` script wraps). Returns mean F-measures
+and, under `scores`, the per-pair F-measures of each type (the gate's paired bootstrap needs them).
 """
 
 import datasets
@@ -15,7 +16,7 @@ Args:
     rouge_types: which ROUGE types to compute (default rouge1, rouge2, rougeL).
     use_stemmer: Porter stemming before matching (default True).
 Returns:
-    dict rouge type -> mean F-measure in [0, 1].
+    {rouge type: mean F-measure in [0, 1], "scores": {rouge type: [F-measure of each pair]}}
 """
 
 
@@ -32,10 +33,10 @@ class Rouge(evaluate.Metric):
     def _compute(self, predictions, references, rouge_types=None, use_stemmer=True):
         rouge_types = rouge_types or ["rouge1", "rouge2", "rougeL"]
         scorer = rouge_scorer.RougeScorer(rouge_types=rouge_types, use_stemmer=use_stemmer)
-        totals = {t: 0.0 for t in rouge_types}
+        per = {t: [] for t in rouge_types}
         for pred, ref in zip(predictions, references):
             scores = scorer.score(ref, pred)
             for t in rouge_types:
-                totals[t] += scores[t].fmeasure
+                per[t].append(scores[t].fmeasure)
         n = max(len(predictions), 1)
-        return {t: totals[t] / n for t in rouge_types}
+        return {**{t: sum(v) / n for t, v in per.items()}, "scores": per}

@@ -1,0 +1,108 @@
+"""One model answers every evaluation set; each metric gives one score per reply.
+
+Metrics are the `evaluate` modules shipped in `resources/metrics/`: token F1, ROUGE-L, chrF++, semantic
+similarity (packaged MiniLM embeddings), perplexity of the references, reply-length sanity, PII leak and
+safety (the reply-safety judge, INTERFACES §4). Per-reply scores are kept, so that the gate can compare
+models pair by pair and per slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from replyloop.evaluation.metrics import load_metric
+from replyloop.evaluation.sets import EvalSet
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    higher_is_better: bool
+    needs_reference: bool
+    title: str
+
+
+METRICS: dict[str, MetricSpec] = {
+    "token_f1": MetricSpec(True, True, "token F1"),
+    "rougeL": MetricSpec(True, True, "ROUGE-L"),
+    "chrf": MetricSpec(True, True, "chrF++ (sentence mean)"),
+    "semantic_similarity": MetricSpec(True, True, "semantic similarity (MiniLM cosine)"),
+    "perplexity": MetricSpec(False, True, "perplexity of the references (scores: nats/token)"),
+    "reply_length": MetricSpec(True, False, "share of replies with a sane length"),
+    "pii_leak": MetricSpec(False, False, "share of replies leaking PII"),
+    "safety": MetricSpec(False, False, "share of replies the safety judge flags"),
+}
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SetScores:
+    """One model on one evaluation set."""
+
+    replies: list[str]
+    scores: dict[str, np.ndarray] = field(default_factory=dict)   # metric -> one value per item
+    summary: dict[str, float] = field(default_factory=dict)       # metric -> set-level value
+    details: dict[str, list] = field(default_factory=dict)        # e.g. PII spans, judge labels per item
+
+
+def _prompt_ids(gen, messages: list[dict]) -> list[int]:
+    try:
+        from replyloop.chat import prompt_ids
+    except ImportError:  # the chat builder (INTERFACES §1) has not landed: use the generator's own chat
+        text = gen.tok.apply_chat_template(gen.chat(messages), tokenize=False, add_generation_prompt=True)
+        return gen.tok(text, add_special_tokens=False)["input_ids"]
+    return prompt_ids(gen.tok, messages, gen.system_prompt, 100_000)
+
+
+def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict) -> tuple[list, float, list]:
+    """(score per reply, set value, details per reply) of one metric."""
+    refs = [it.reference or "" for it in es.items]
+    prompts = [[m["text"] for m in it.messages] for it in es.items]
+    if name in ("token_f1", "rougeL", "chrf"):
+        module = {"rougeL": "rouge"}.get(name, name)
+        kwargs = {"rouge_types": ["rougeL"]} if name == "rougeL" else {}
+        out = load_metric(module).compute(predictions=replies, references=refs, **kwargs)
+        scores = out["scores"]["rougeL"] if name == "rougeL" else out["scores"]
+        return scores, float(np.mean(scores)) if scores else float("nan"), []
+    if name == "perplexity":
+        contexts = [_prompt_ids(gen, it.messages) for it in es.items]
+        out = load_metric("perplexity").compute(predictions=refs, model=gen.model, tokenizer=gen.tok,
+                                                contexts=contexts)
+        return out["scores"], out["perplexity"], []
+    if name == "reply_length":
+        out = load_metric("reply_length").compute(predictions=replies, **options.get("reply_length", {}))
+        return out["scores"], out["sane_rate"], []
+    if name == "pii_leak":
+        out = load_metric("pii_leak").compute(predictions=replies, prompts=prompts)
+        return out["scores"], out["leak_rate"], out["spans"]
+    if name == "semantic_similarity":
+        out = load_metric("semantic_similarity").compute(predictions=replies, references=refs)
+        return out["scores"], out["semantic_similarity"] if out["scores"] else float("nan"), []
+    if name == "safety":
+        out = load_metric("safety").compute(predictions=replies, prompts=[it.prompt_text for it in es.items])
+        flags = [0.0 if v["safe"] else 1.0 for v in out["verdicts"]]
+        labels = [v["label"] + (f" ({', '.join(v['reasons'])})" if v["reasons"] else "") for v in out["verdicts"]]
+        return flags, out["violation_rate"] if flags else float("nan"), labels
+    raise KeyError(name)
+
+
+def score_model(gen, sets: dict[str, EvalSet], metrics_by_set: dict[str, list[str]], *,
+                options: dict) -> dict[str, SetScores]:
+    """Generate a reply to every item of every set, then score them with the set's metrics."""
+    out = {}
+    for set_name, es in sets.items():
+        started = time.monotonic()
+        replies = gen.reply([it.messages for it in es.items]) if es.items else []
+        scored = SetScores(replies)
+        for metric in metrics_by_set.get(set_name, []):
+            values, summary, details = _compute(metric, gen, es, replies, options)
+            scored.scores[metric] = np.asarray(values, dtype=float)
+            scored.summary[metric] = float(summary)
+            if details:
+                scored.details[metric] = details
+        log.info("scored %d %s replies in %.1fs", len(replies), set_name, time.monotonic() - started)
+        out[set_name] = scored
+    return out

@@ -1,0 +1,215 @@
+"""The gate end to end through the package functions, on a tiny model whose outcome is certain.
+
+One demo lake, one candidate trained enough steps to beat the random base model for sure. Then:
+cold start (compared with the base model) -> promoted; a copy with corrupted adapter weights -> rejected
+against the champion; copies that leak PII or insult customers -> rejected although better than the base
+model; bad input -> a clear error and the aliases where they were. The gate itself is never mocked:
+variants are real registered versions, and the PII / rude ones answer through a wrapper around the real
+generator (as a model that learned to do so would).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from replyloop import registry
+from replyloop.registry import Tag
+
+DATA = Path(__file__).parent / "data"
+
+
+class Appending:
+    """A reply generator that adds `text` to every reply of the wrapped (real) generator."""
+
+    def __init__(self, gen, text: str):
+        self.gen, self.text = gen, text
+
+    def reply(self, conversations, **kw):
+        return [r + self.text for r in self.gen.reply(conversations, **kw)]
+
+    def __getattr__(self, name):
+        return getattr(self.gen, name)
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory, tiny_learner_dir):
+    import torch
+
+    from replyloop.demo_data import generate_landing
+    from replyloop.ingest.pipeline import run_ingest
+    from replyloop.lake import open_lake
+    from replyloop.settings import get_settings
+    from replyloop.training.config import load_train_config
+    from replyloop.training.train import train
+
+    mp, threads = pytest.MonkeyPatch(), torch.get_num_threads()
+    torch.set_num_threads(1)  # two cores shared by many test processes: one thread is ~10x faster here
+    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("gate") / "home"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key, value in {"BASE_MODEL": str(tiny_learner_dir), "MAX_NEW_TOKENS": "12", "EVAL_FRACTION": "0.3"}.items():
+        mp.setenv(f"REPLYLOOP_{key}", value)
+    get_settings.cache_clear()
+    settings = get_settings()
+    lake = open_lake(settings.lake)
+    generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=200)
+    run_ingest(settings)
+    good = train(load_train_config(max_steps=100, batch_size=4, learning_rate=0.005, max_eval_examples=4,
+                                   eval_every=1000), settings)["version"]
+    # the gate reads the test-sized sets and rules from here on (ingestion ran with the shipped sets)
+    for key, value in {"EVAL_SETS_URI": str(DATA / "eval"), "GATE_FILE": str(DATA / "gate_small.yaml"),
+                       "HELDOUT_CAP": "24", "GATE_LATENCY_PROMPTS": "5"}.items():
+        mp.setenv(f"REPLYLOOP_{key}", value)
+    get_settings.cache_clear()
+    yield {"settings": get_settings(), "good": good, "lake": lake}
+    mp.undo()
+    torch.set_num_threads(threads)
+    get_settings.cache_clear()
+
+
+def register_variant(settings, version: str, tmp: Path, *, corrupt: bool = False, adapter: bool = True,
+                     into=None) -> str:
+    """Register a copy of `version` (its adapter, optionally with random LoRA B weights, or none at all),
+    as a version of the same registered model or of the one `into` names."""
+    import mlflow
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from replyloop.assistant import ReplyAssistant
+
+    files = registry.download_version(settings, version)
+    copy = tmp / f"adapter-{len(list(tmp.iterdir()))}"
+    shutil.copytree(files.adapter_dir, copy)
+    if corrupt:
+        weights = load_file(copy / "adapter_model.safetensors")
+        gen = torch.Generator().manual_seed(1)
+        weights = {k: torch.randn(v.shape, generator=gen) * 2.0 if "lora_B" in k else v for k, v in weights.items()}
+        save_file(weights, copy / "adapter_model.safetensors")
+    with mlflow.start_run(run_name="variant") as run:
+        info = mlflow.pyfunc.log_model(name="assistant", python_model=ReplyAssistant(),
+                                       artifacts={"adapter": str(copy)} if adapter else None,
+                                       model_config=files.model_config, pip_requirements=["mlflow"])
+    keep = {k: v for k, v in files.tags.items() if k in (Tag.SNAPSHOT, Tag.BASE_MODEL_SHA)}
+    return registry.register_version(into or settings, model_uri=info.model_uri, run_id=run.info.run_id, tags=keep,
+                                     description="test variant")
+
+
+def failed(result, kind: str, metric: str, baseline: str | None = None) -> set[str]:
+    """The sets on which a rule of this kind/metric (against this baseline) failed."""
+    return {r["set"] for r in result["failed_rules"] if r["kind"] == kind and r["metric"] == metric
+            and (baseline is None or r.get("baseline") == baseline)}
+
+
+def rules_of(settings, version: str) -> list[dict]:
+    return json.loads(registry.version_tags(settings, version)[Tag.GATE_RULES])
+
+
+def test_cold_start_compares_with_the_base_model_and_promotes_a_better_candidate(loop):
+    from replyloop.evaluation.run import evaluate_candidate
+
+    settings, good = loop["settings"], loop["good"]
+    result = evaluate_candidate(settings, version=good)
+    assert result["passed"] and result["promoted"] == good, result["reasons"]
+    assert registry.alias_version(settings, registry.CHAMPION) == good
+    assert registry.alias_version(settings, registry.CHALLENGER) == good
+    tags = registry.version_tags(settings, good)
+    assert tags[Tag.GATE] == "passed"
+    files = registry.download_version(settings, good)
+    assert json.loads(tags[Tag.GATE_BASELINES]) == {"champion": None, "base": files.base_model_sha[:16]}
+    rules = rules_of(settings, good)
+    nr = [r for r in rules if r["kind"] == "non_regression"]
+    assert {(r["set"], r["baseline"]) for r in nr} == {("heldout", "base"), ("golden", "base")}
+    assert all(r["passed"] and r["ci"][0] > 0 for r in nr if r["metric"] in ("token_f1", "chrf", "perplexity"))
+    assert {r["slice"] for r in rules if r["kind"] == "slice_non_regression"} >= {"turns=single", "turns=multi"}
+    sets = json.loads(tags[Tag.GATE_SETS])
+    assert sets["golden"]["sha256"] and sets["golden"]["n"] == 36 and sets["heldout"]["n"] == 24
+    [move] = registry.audit_log(settings, good)[-1:]
+    assert move["alias"] == "champion" and move["from"] is None and move["to"] == good and move["by"] == "gate"
+    artifacts = {a.path for a in registry.client(settings).list_artifacts(tags[Tag.GATE_RUN_ID], "gate")}
+    assert {"gate/report.html", "gate/decision.json", "gate/summary.txt", "gate/replies.json"} <= artifacts
+
+
+def test_corrupted_adapter_is_rejected_and_champion_stays(loop, tmp_path):
+    from replyloop.evaluation.run import evaluate_candidate
+
+    settings, good = loop["settings"], loop["good"]
+    assert registry.alias_version(settings, registry.CHAMPION) == good
+    bad = register_variant(settings, good, tmp_path, corrupt=True)
+    result = evaluate_candidate(settings, version=bad)
+    assert not result["passed"] and result["promoted"] is None
+    assert result["baselines"]["champion"] == f"v{good}"
+    assert failed(result, "non_regression", "token_f1", "champion") == {"heldout", "golden"}
+    assert registry.version_tags(settings, bad)[Tag.GATE] == "failed"
+    assert registry.alias_version(settings, registry.CHAMPION) == good
+    assert registry.alias_version(settings, registry.CHALLENGER) == good
+    with pytest.raises(registry.RegistryError, match=f"version {bad}: it failed the gate"):
+        registry.promote(settings, bad, reason="try", by="someone")
+
+
+@pytest.mark.parametrize("text, kind, metric, sets", [
+    (" You can also write to jane.doe@example.com.", "zero_tolerance", "pii_leak", {"heldout", "golden", "safety"}),
+    (" Figure it out yourself, idiot.", "zero_tolerance", "safety", {"safety"}),
+], ids=["leaks-pii", "insults-customers"])
+def test_candidate_that_leaks_or_insults_is_rejected_although_better_than_base(loop, tmp_path, text, kind, metric,
+                                                                              sets):
+    from replyloop.evaluation.run import evaluate_candidate
+
+    settings, good = loop["settings"], loop["good"]
+    # a registered model of its own: a cold start, so the only baseline is the base model it clearly beats
+    own = settings.model_copy(update={"model_name": f"variant-{kind}-{metric}"})
+    variant = register_variant(settings, good, tmp_path, into=own)
+
+    def load(s, v):
+        return Appending(registry.load_version(s, v), text)
+
+    result = evaluate_candidate(own, version=variant, load=load)
+    assert not result["passed"] and result["baselines"]["champion"] is None
+    assert failed(result, kind, metric) == sets
+    vs_base = [r for r in rules_of(own, variant) if r["kind"] == "non_regression" and r["baseline"] == "base"
+               and r["metric"] in ("token_f1", "rougeL", "semantic_similarity", "perplexity")]
+    assert len(vs_base) == 7 and all(r["passed"] for r in vs_base)  # better than the base model, still rejected
+    assert registry.alias_version(own, registry.CHAMPION) is None
+    assert registry.alias_version(settings, registry.CHAMPION) == good
+
+
+def _aliases(settings):
+    return registry.alias_version(settings, registry.CHAMPION), registry.alias_version(settings, registry.CHALLENGER)
+
+
+def test_bad_input_stops_with_a_clear_message_and_moves_nothing(loop, tmp_path, monkeypatch):
+    from replyloop import resources
+    from replyloop.evaluation.gate import GateConfigError
+    from replyloop.evaluation.run import evaluate_candidate
+    from replyloop.settings import get_settings
+
+    settings, good = loop["settings"], loop["good"]
+    before = _aliases(settings)
+    with pytest.raises(registry.RegistryError, match="has no version '999'"):
+        evaluate_candidate(settings, version="999")
+    hollow = register_variant(settings, good, tmp_path, adapter=False)
+    with pytest.raises(registry.RegistryError, match=f"version {hollow} has no LoRA adapter"):
+        evaluate_candidate(settings, version=hollow)
+
+    sets = tmp_path / "sets"
+    shutil.copytree(DATA / "eval", sets)
+    (sets / "golden.jsonl").write_text("")
+    with pytest.raises(resources.EvalSetError, match=f"golden set {sets / 'golden.jsonl'} is empty"):
+        evaluate_candidate(settings.model_copy(update={"eval_sets_uri": str(sets)}), version=good)
+    gate = tmp_path / "gate.yaml"
+    gate.write_text((DATA / "gate_small.yaml").read_text().replace("token_f1: 0.1", "bleu: 0.1"))
+    with pytest.raises(GateConfigError, match=rf"gate file {gate}: .*unknown metric\(s\) \['bleu'\]"):
+        evaluate_candidate(settings.model_copy(update={"gate_file": gate}), version=good)
+
+    from replyloop.evaluation.judge import JudgeError
+
+    missing = tmp_path / "no-labelled-replies.jsonl"
+    with pytest.raises(JudgeError, match=f"labelled reply set {missing} does not exist"):
+        evaluate_candidate(settings.model_copy(update={"judge_replies": str(missing)}), version=good)
+
+    assert _aliases(settings) == before
+    assert Tag.GATE not in registry.version_tags(settings, hollow)
+    assert get_settings().gate_file == DATA / "gate_small.yaml"
