@@ -101,7 +101,7 @@ def ingest(day: str | None, as_json: bool) -> None:
 
 @main.command("replay-quarantine")
 @click.option("--date", "day", required=True, help="Day of the quarantine (YYYY-MM-DD).")
-@click.option("--kind", type=click.Choice(["conversations", "twcs", "feedback"]), default="conversations",
+@click.option("--kind", type=click.Choice(["conversations", "twcs", "feedback", "replies"]), default="conversations",
               show_default=True)
 @click.option("--reason", "reasons", multiple=True, help="Only records with this reason code (repeatable).")
 @click.option("--ingest/--no-ingest", default=True, show_default=True, help="Re-ingest the day afterwards.")
