@@ -26,19 +26,19 @@ from replyloop.lake import Lake
 from replyloop.privacy.erasure import ErasureSet
 
 
-def _state_key(snapshot_id: str) -> str:
+def state_key(snapshot_id: str) -> str:
     return f"{ERASURE_STATE_PREFIX}/{snapshot_id}.json"
 
 
 def applied(lake: Lake, snapshot_id: str | None) -> set[str]:
     """The request ids a stored snapshot is clean of."""
-    if snapshot_id is None or not lake.exists(_state_key(snapshot_id)):
+    if snapshot_id is None or not lake.exists(state_key(snapshot_id)):
         return set()
-    return set(json.loads(lake.read_bytes(_state_key(snapshot_id)))["applied"])
+    return set(json.loads(lake.read_bytes(state_key(snapshot_id)))["applied"])
 
 
 def mark_applied(lake: Lake, snapshot_id: str, erasure: ErasureSet) -> None:
-    lake.write_bytes(_state_key(snapshot_id), json.dumps({"snapshot_id": snapshot_id,
+    lake.write_bytes(state_key(snapshot_id), json.dumps({"snapshot_id": snapshot_id,
                                                            "applied": sorted(erasure.request_ids)}).encode())
 
 

@@ -303,6 +303,20 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
         raise IngestError(str(exc)) from None
 
 
+def apply_erasures(settings: Settings | None = None, *, lake: Lake | None = None, now: datetime | None = None) -> dict:
+    """Apply pending erasure requests to the current snapshot without reading new landing data."""
+    settings = settings or get_settings()
+    lake = lake or lake_for(settings)
+    try:
+        with settings_lock(lake, settings, "erasure of the current snapshot"):
+            prev = Snapshot.current(lake)
+            erasure = ErasureSet.load(lake)
+            return _erasure_only(lake, prev, erasure, erasure.without(forget.applied(lake, prev.id)),
+                                 now or datetime.now(UTC))
+    except LakeBusy as exc:
+        raise IngestError(str(exc)) from None
+
+
 def _run(settings: Settings, lake: Lake, date: str | None, now: datetime) -> dict:
     started = time.monotonic()
     if date:
