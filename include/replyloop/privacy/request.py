@@ -21,12 +21,18 @@ log = logging.getLogger(__name__)
 
 
 def request_erasure(settings, subjects: list[dict], *, requested_by: str, reason: str | None = None,
-                    lake: Lake | None = None, now: datetime | None = None) -> dict:
+                    lake: Lake | None = None, now: datetime | None = None, request_id: str | None = None) -> dict:
     """Record a request for `subjects` (see `erasure.parse_subjects`); returns the stored record with
-    `unmatched`: the subjects the current snapshot holds nothing of."""
+    `unmatched`: the subjects the current snapshot holds nothing of. A `request_id` already in the log
+    (a retried task) is not recorded twice."""
     lake = lake or lake_for(settings)
     record = new_record(subjects, requested_by=requested_by, reason=reason, now=now)
+    record["request_id"] = request_id or record["request_id"]
     with settings_lock(lake, settings, f"erasure request {record['request_id']}"):
+        earlier = [r for r in ErasureSet.load(lake).records if r["request_id"] == record["request_id"]]
+        if earlier:
+            return {**earlier[0], "key": None, "unmatched": [n for n, m in earlier[0]["matched"].items()
+                                                             if not m["messages"]], "lineage": [], "repeated": True}
         snapshot_id = current_id(lake)
         record["snapshot_id"] = snapshot_id
         record["matched"] = lineage.match_counts(lake, snapshot_id, subjects)
@@ -48,7 +54,7 @@ def apply(settings, lake: Lake | None = None, now: datetime | None = None) -> di
 
 def erase_subjects(settings, *, authors=(), conversations=(), file_text: str | None = None, file_name: str | None = None,
                    requested_by: str, reason: str | None = None, apply_now: bool = True, purge: bool = False,
-                   force: bool = False, lake: Lake | None = None) -> dict:
+                   force: bool = False, lake: Lake | None = None, request_id: str | None = None) -> dict:
     """What `replyloop erase` and the `erase_subjects` DAG do: record (when ids are given), apply, purge."""
     lake = lake or lake_for(settings)
     subjects = []
@@ -62,7 +68,8 @@ def erase_subjects(settings, *, authors=(), conversations=(), file_text: str | N
         raise ErasureError("nothing to do: give --author, --conversation or --file, or --purge")
     out: dict = {}
     if subjects:
-        out["request"] = request_erasure(settings, subjects, requested_by=requested_by, reason=reason, lake=lake)
+        out["request"] = request_erasure(settings, subjects, requested_by=requested_by, reason=reason, lake=lake,
+                                         request_id=request_id)
     if apply_now or purge:
         manifest = apply(settings, lake=lake)
         out["applied"] = {"status": manifest["status"], "snapshot_id": manifest.get("snapshot_id"),
@@ -79,7 +86,8 @@ def report_lines(result: dict) -> list[str]:
     lines = []
     req = result.get("request")
     if req:
-        lines.append(f"erasure request {req['request_id']} recorded ({req['key']}), by {req['requested_by']}")
+        lines.append(f"erasure request {req['request_id']} " + ("was recorded before (a repeated run)" if req.get(
+            "repeated") else f"recorded ({req['key']}), by {req['requested_by']}"))
         for name, m in req["matched"].items():
             lines.append(f"  {name}: " + (f"{m['conversations']} conversation(s), {m['messages']} message(s) in "
                                           f"snapshot {req['snapshot_id']}" if m["messages"]
