@@ -50,9 +50,13 @@ IDS = {"type": "string", "minLength": 1, "maxLength": 200}
 def erase_subjects():
     @task
     def record(params=None, run_id=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from common.runtime import settings_for
         from replyloop.privacy.request import erase_subjects as erase, report_lines
 
+        if not params["authors"] and not params["conversations"]:
+            raise AirflowSkipException("no ids given: nothing to record (a purge-only run)")
         result = erase(settings_for(params), authors=params["authors"], conversations=params["conversations"],
                        requested_by=f"{params['requested_by']} (airflow run {run_id})", reason=params.get("reason"),
                        apply_now=False, request_id=_request_id(run_id))
@@ -60,7 +64,7 @@ def erase_subjects():
         req = result["request"]
         return {"request_id": req["request_id"], "unmatched": req["unmatched"], "model_versions": req["model_versions"]}
 
-    @task(outlets=[CURATED_SNAPSHOT])
+    @task(outlets=[CURATED_SNAPSHOT], trigger_rule="none_failed")
     def apply(params=None, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 

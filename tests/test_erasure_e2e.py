@@ -34,7 +34,8 @@ def subject_records() -> bytes:
                               f"{SECRET} also chewed the cable of the new one, can I get a spare?"]):
         cid = f"subj-{k}"
         lines.append(json.dumps({
-            "conversation_id": cid, "platform": "twitter", "channel": "direct_message", "created_at": f"{DAY}T09:00:00Z",
+            "conversation_id": cid, "platform": "twitter", "channel": "direct_message",
+            "created_at": f"{DAY}T09:00:00Z",
             "messages": [{"message_id": f"{cid}-1", "role": "customer", "author_id": "u-subject", "text": text,
                           "created_at": f"{DAY}T09:00:00Z"},
                          {"message_id": f"{cid}-2", "role": "agent", "author_id": "AcmeSupport",
@@ -78,11 +79,12 @@ def test_erase_a_user_end_to_end(tiny_settings):
     assert not current_holds(lake, SECRET)
 
     # the hand-fixed quarantine is replayed and the day re-ingested: the subject stays out
+    assert any(k.startswith("quarantine/") for k in files_holding(lake, SECRET.encode()))
     replayed = replay_quarantine(lake, DAY, "conversations")
-    assert replayed["replayed"] >= 1
-    assert files_holding(lake, SECRET.encode())  # the replayed landing file holds it ...
+    assert replayed["replayed"] >= 1 and replayed["erased"] == 1
+    assert not [k for k in files_holding(lake, SECRET.encode()) if "replay-" in k]
     run_ingest(settings, lake=lake, date=DAY)
-    assert not current_holds(lake, SECRET)  # ... but ingestion keeps it out
+    assert not current_holds(lake, SECRET)
 
     with pytest.raises(ErasureError, match=rf"champion, version {version} of {settings.model_name}"):
         purge(settings, lake=lake)

@@ -127,7 +127,8 @@ def replay_quarantine_cmd(day: str, kind: str, reasons: tuple[str, ...], ingest:
 
 
 @main.command()
-@click.option("--author", "authors", multiple=True, help="Platform user id (messages[].author_id as landed); repeatable.")
+@click.option("--author", "authors", multiple=True,
+              help="Platform user id (messages[].author_id as landed); repeatable.")
 @click.option("--conversation", "conversations", multiple=True, help="Conversation id; repeatable.")
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
               help="Batch file: one 'author ID' or 'conversation ID' per line (# comments allowed).")

@@ -91,15 +91,18 @@ class LocalLake:
             tmp.unlink(missing_ok=True)
 
     def write_new(self, key: str, data: bytes) -> bool:
-        """Create `key` only if it does not exist (atomic, O_EXCL); False when it already exists."""
+        """Create `key` only if it does not exist; False when it already exists. Atomic, and readers never
+        see it half-written: the data goes to a temporary file that is then hard-linked into place."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            tmp.write_bytes(data)
+            os.link(tmp, path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        finally:
+            tmp.unlink(missing_ok=True)
         return True
 
     def exists(self, key: str) -> bool:

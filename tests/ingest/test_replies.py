@@ -29,7 +29,8 @@ def served(cid: str, day: str, turns: int, *, version: str = "3") -> dict:
             messages.append({"message_id": f"{cid}-m{k}", "role": "customer", "author_id": "u-77",
                              "text": f"Message {k}: {complaint}, what now?", "created_at": f"{day}T10:0{k}:00Z"})
         else:
-            messages.append({"message_id": f"{cid}-r{k}", "role": "agent", "author_id": f"{SERVED_AUTHOR_PREFIX}v{version}",
+            messages.append({"message_id": f"{cid}-r{k}", "role": "agent",
+                             "author_id": f"{SERVED_AUTHOR_PREFIX}v{version}",
                              "text": f"Sorry! We will arrange a {remedy} (step {k}).",
                              "created_at": f"{day}T10:0{k}:30Z"})
     return {"conversation_id": cid, "platform": "twitter", "channel": "public_reply", "created_at": f"{day}T10:00:00Z",
@@ -42,8 +43,8 @@ def feedback(event: str, cid: str, mid: str, day: str, correction: str | None = 
 
 
 def test_unanswered_conversations_are_curated_flagged_and_not_trained(settings, lake):
-    only_customer = {**conv("c-open", customer="Hello? Three days and no answer about the broken zip"),
-                     "messages": conv("c-open", customer="Hello? Three days and no answer about the broken zip")["messages"][:1]}
+    waiting = conv("c-open", customer="Hello? Three days and no answer about the broken zip")
+    only_customer = {**waiting, "messages": waiting["messages"][:1]}
     lake.write_bytes("raw/conversations/dt=2026-11-22/a.jsonl",
                      jsonl(conv("c-1"), only_customer, {**conv("c-open2", customer="Any news on my refund to Leeds?"),
                                                         "messages": conv("c-open2")["messages"][:1]}))

@@ -20,7 +20,8 @@ from replyloop.ingest.snapshot import Snapshot
 PREFIX = "replies/"
 
 
-def supersede(convs: pa.Table, sizes: np.ndarray, prev: Snapshot, skip: set[str]) -> tuple[np.ndarray, dict[str, set[str]]]:
+def supersede(convs: pa.Table, sizes: np.ndarray, prev: Snapshot,
+              skip: set[str]) -> tuple[np.ndarray, dict[str, set[str]]]:
     """(one flag per conversation of the batch: kept, partition of `prev` -> conversation ids it loses)."""
     keep = np.ones(len(sizes), dtype=bool)
     is_reply = np.asarray(pc.starts_with(convs["partition"], PREFIX).to_numpy(zero_copy_only=False), dtype=bool)

@@ -65,7 +65,8 @@ def match_counts(lake: Lake, snapshot_id: str | None, subjects: list[dict]) -> d
             if not values:
                 continue
             rows = table.filter(pc.is_in(table[column], value_set=pa.array(sorted(values), pa.string())))
-            stats = rows.group_by(column).aggregate([("conversation_id", "count_distinct"), ("conversation_id", "count")])
+            stats = rows.group_by(column).aggregate([("conversation_id", "count_distinct"),
+                                                     ("conversation_id", "count")])
             for row in stats.to_pylist():
                 entry = out[f"{kind}:{row[column]}"]
                 entry["conversations"] += row["conversation_id_count_distinct"]
@@ -82,7 +83,8 @@ def models_trained_on(settings, lake: Lake, erasure: ErasureSet, holdings: Holdi
     holdings = holdings or Holdings(lake, erasure)
     tag = snapshot_tag()
     versions = registry.versions(settings)
-    aliases = {registry.alias_version(settings, a): a for a in (registry.CHAMPION, registry.CHALLENGER)} if versions else {}
+    aliases = ({registry.alias_version(settings, a): a for a in (registry.CHAMPION, registry.CHALLENGER)}
+               if versions else {})
     out = []
     for v in versions:
         snapshot_id = (v.tags or {}).get(tag)

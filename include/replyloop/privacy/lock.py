@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from replyloop.contract import LAKE_LOCK_KEY
-from replyloop.lake import Lake
+from replyloop.lake import Lake, LakeError
 
 POLL_SECONDS = 0.2
 
@@ -35,9 +35,13 @@ def holder(lake: Lake) -> dict | None:
     if not lake.exists(LAKE_LOCK_KEY):
         return None
     try:
-        return json.loads(lake.read_bytes(LAKE_LOCK_KEY))
-    except (ValueError, OSError):
-        return {"owner": "unknown", "expires_at": "0000"}  # unreadable: treat as stale
+        data = lake.read_bytes(LAKE_LOCK_KEY)
+    except LakeError:  # released in the meantime
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:  # written by something else (the lake writes it whole): treat as stale
+        return {"owner": "unknown", "token": None, "expires_at": "0000"}
 
 
 @contextmanager
@@ -53,7 +57,9 @@ def lake_lock(lake: Lake, owner: str, *, wait_seconds: float, ttl_seconds: float
             break
         current = holder(lake)
         if current is not None and current.get("expires_at", "") < _stamp(now):
-            lake.delete(LAKE_LOCK_KEY)  # stale: its holder died; the next write_new decides who gets it
+            again = holder(lake)  # stale: its holder died. Delete it unless someone took it over meanwhile;
+            if again is not None and again.get("token") == current.get("token"):  # write_new decides who wins
+                lake.delete(LAKE_LOCK_KEY)
             continue
         if time.monotonic() >= deadline:
             who = current or {}

@@ -40,8 +40,8 @@ def purge(settings, *, force: bool = False, lake: Lake | None = None) -> dict:
         missing = erasure.request_ids - forget.applied(lake, current) if current else set()
         if missing:
             raise ErasureError(f"the current snapshot {current} still holds the subjects of request(s) "
-                               f"{', '.join(sorted(missing))}: run `replyloop ingest` or `replyloop erase --purge` (it applies them first) "
-                               "first; nothing was purged")
+                               f"{', '.join(sorted(missing))}: run `replyloop ingest` first (`replyloop erase --purge` "
+                               "applies them itself); nothing was purged")
         holdings = lineage.Holdings(lake, erasure)
         doomed = _doomed_snapshots(lake, current, holdings)
         _refuse_champion(settings, doomed, force)
@@ -89,11 +89,13 @@ def _refuse_champion(settings, doomed: set[str], force: bool) -> None:
     if champion is None:
         return
     tag = lineage.snapshot_tag()
-    trained_on = next((v.tags or {}).get(tag) for v in registry.versions(settings) if str(v.version) == champion)
+    trained_on = next(((v.tags or {}).get(tag) for v in registry.versions(settings) if str(v.version) == champion),
+                      None)
     if trained_on in doomed and not force:
         raise ErasureError(f"the purge would delete snapshot {trained_on}, on which the champion, version {champion} "
                            f"of {settings.model_name}, was trained (it holds erased subjects). Retrain and promote a "
-                           "version trained without them, or purge with --force to delete it anyway; nothing was purged")
+                           "version trained without them, or purge with --force to delete it anyway; nothing was "
+                           "purged")
 
 
 def _delete_snapshots(lake: Lake, current: str | None, doomed: set[str]) -> list[str]:

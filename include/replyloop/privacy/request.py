@@ -14,7 +14,8 @@ from datetime import datetime
 from replyloop.ingest.snapshot import current_id
 from replyloop.lake import Lake, lake_for
 from replyloop.privacy import lineage
-from replyloop.privacy.erasure import ErasureError, ErasureSet, append_record, new_record, parse_subjects, read_subject_file
+from replyloop.privacy.erasure import (ErasureError, ErasureSet, append_record, new_record, parse_subjects,
+                                       read_subject_file)
 from replyloop.privacy.lock import settings_lock
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ def apply(settings, lake: Lake | None = None, now: datetime | None = None) -> di
     return apply_erasures(settings, lake=lake, now=now)
 
 
-def erase_subjects(settings, *, authors=(), conversations=(), file_text: str | None = None, file_name: str | None = None,
-                   requested_by: str, reason: str | None = None, apply_now: bool = True, purge: bool = False,
+def erase_subjects(settings, *, authors=(), conversations=(), file_text: str | None = None,
+                   file_name: str | None = None, requested_by: str, reason: str | None = None, apply_now: bool = True, purge: bool = False,
                    force: bool = False, lake: Lake | None = None, request_id: str | None = None) -> dict:
     """What `replyloop erase` and the `erase_subjects` DAG do: record (when ids are given), apply, purge."""
     lake = lake or lake_for(settings)

@@ -33,7 +33,8 @@ def cleanup(settings, *, lake: Lake | None = None, today: date | None = None, dr
     today = today or datetime.now(UTC).date()
     with settings_lock(lake, settings, "retention cleanup"):
         plan = {"raw": _old_raw(lake, today - timedelta(days=settings.raw_retention_days)),
-                "quarantine": _old_days(lake, QUARANTINE_PREFIX, today - timedelta(days=settings.quarantine_retention_days)),
+                "quarantine": _old_days(lake, QUARANTINE_PREFIX,
+                                        today - timedelta(days=settings.quarantine_retention_days)),
                 **_old_snapshots(settings, lake, today - timedelta(days=settings.snapshot_retention_days))}
         deleted = {}
         for what in ("raw", "quarantine", "snapshots"):
@@ -93,5 +94,6 @@ def _model_snapshots(settings) -> set[str]:
     if no_registry(settings):
         return set()
     versions = registry.versions(settings)
-    wanted = {registry.alias_version(settings, a) for a in (registry.CHAMPION, registry.CHALLENGER)} if versions else set()
+    wanted = ({registry.alias_version(settings, a) for a in (registry.CHAMPION, registry.CHALLENGER)}
+              if versions else set())
     return {(v.tags or {}).get(snapshot_tag()) for v in versions if str(v.version) in wanted} - {None}
