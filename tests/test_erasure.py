@@ -134,3 +134,49 @@ def test_a_held_lock_stops_erasure_and_ingestion_with_the_holders_name(settings,
     # a lock whose holder died (past its expiry) is taken over
     with lake_lock(lake, "crashed run", wait_seconds=0, ttl_seconds=-1):
         assert run_ingest(fast, lake=lake, now=NOW)["status"] == "ok"
+
+
+TWCS_HEADER = "tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id\n"
+
+
+def tweet(tid, author, inbound, text, parent="") -> str:
+    return f'{tid},{author},{inbound},Sun Nov 22 10:0{tid % 10}:00 +0000 2026,"{text}",,{parent}\n'
+
+
+def test_purge_rewrites_landing_and_quarantine_and_drops_old_snapshots(settings, lake):
+    land(lake)
+    lake.write_bytes(f"raw/twcs/dt={DAY}/export.csv", (TWCS_HEADER + "".join([
+        tweet(11, "u-9", "True", "@AcmeSupport my parrot Kiwi hates the new perch"),
+        tweet(12, "AcmeSupport", "False", "@u9 Sorry about that, DM us", 11),
+        tweet(21, "u-3", "True", "@AcmeSupport the oven clock resets every night"),
+        tweet(22, "AcmeSupport", "False", "@u3 Please try a reset from the menu", 21)])).encode())
+    first = run_ingest(settings, lake=lake, now=NOW)
+    out = erase_subjects(settings, authors=["u-9"], requested_by="dpo", purge=True, lake=lake)
+    assert out["request"]["matched"]["author:u-9"] == {"conversations": 2, "messages": 2}  # JSONL and TWCS
+    purged = out["purge"]
+    assert purged["deleted_snapshots"] == [first["snapshot_id"]]
+    assert purged["rewritten"] == {f"raw/conversations/dt={DAY}/a.jsonl": 2, f"raw/feedback/dt={DAY}/f.jsonl": 1,
+                                   f"raw/twcs/dt={DAY}/export.csv": 2,  # the thread goes whole
+                                   f"quarantine/dt={DAY}/conversations.jsonl": 1}
+    assert [o.key for o in lake.list("") if b"Kiwi" in lake.read_bytes(o.key)] == []  # Parquet pages: zstd
+    assert not read_snapshot(lake)[1]["text"].str.contains("Kiwi").any()
+    again = run_ingest(settings, lake=lake, date=DAY, now=NOW)  # the rewritten landing still ingests
+    assert again["counts"]["erased"] == 0 and again["counts"]["quarantined"] == 0  # nothing of u-9 left to drop
+    assert sorted(read_snapshot(lake)[1]["conversation_id"].unique()) == ["c-2", "c-3", "c-4", "twcs-21"]
+
+
+def test_erase_command_names_bad_lines_and_unknown_ids(settings, lake, tmp_path):
+    from click.testing import CliRunner
+
+    from replyloop.cli import main
+
+    bad = tmp_path / "list.txt"
+    bad.write_text("author u-1\nuser u-2\n")
+    result = CliRunner().invoke(main, ["erase", "--file", str(bad), "--requested-by", "dpo"])
+    assert result.exit_code == 1 and "list.txt:2: expected '<author|conversation> <id>'" in result.output
+    assert log_records(lake) == []
+    result = CliRunner().invoke(main, ["erase", "--author", "u-404", "--requested-by", "dpo"])
+    assert result.exit_code == 0, result.output
+    assert "author:u-404: matches nothing in the current snapshot" in result.output
+    assert "no registered model version was trained on data of these subjects" in result.output
+    assert [s["id"] for s in log_records(lake)[0]["subjects"]] == ["u-404"]

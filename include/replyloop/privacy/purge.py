@@ -45,8 +45,8 @@ def purge(settings, *, force: bool = False, lake: Lake | None = None) -> dict:
         holdings = lineage.Holdings(lake, erasure)
         doomed = _doomed_snapshots(lake, current, holdings)
         _refuse_champion(settings, doomed, force)
-        deleted = _delete_snapshots(lake, current, doomed)
         dropped = set(erasure.conversations).union(*(holdings.conversations(s) or set() for s in doomed))
+        deleted = _delete_snapshots(lake, current, doomed)
         rewritten = _rewrite_landing(lake, erasure, dropped)
     log.info("purge: %d key(s) deleted, %d file(s) rewritten", len(deleted), len(rewritten))
     return {"requests": len(erasure.request_ids), "deleted_snapshots": sorted(doomed), "deleted": deleted,
