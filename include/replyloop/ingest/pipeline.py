@@ -7,6 +7,11 @@ Incremental by day: a partition (`raw/<kind>/dt=YYYY-MM-DD`) is read once; `date
 The new snapshot is the previous one with the rows of the re-read partitions replaced, so re-running a
 day yields the same snapshot id. Every raw record ends up curated, quarantined or counted as duplicate.
 
+Erased subjects (`replyloop.ingest.forget`) are dropped as the batch is assembled; of the served-reply
+records of one conversation only the longest is kept (`replyloop.ingest.supersede`). Earlier partitions
+that lose rows to either are written again into the new snapshot. The run holds the lake lock
+(`replyloop.privacy.lock`), so an erasure request never interleaves with it.
+
 Files are curated by worker processes (`Settings.ingest_workers`, one per core by default when the batch
 is large); results are merged in file order, so the snapshot does not depend on the number of workers.
 Rows stay in Arrow from the workers to the Parquet file; pandas is used for the GX batch only.
@@ -351,8 +356,6 @@ def _run(settings: Settings, lake: Lake, date: str | None, now: datetime) -> dic
     keep, superseded = supersede(convs, sizes, prev, set(rerun))
     rows, convs, sizes, sigs = _take(rows, convs, sizes, sigs, keep)
     _count_duplicates(batch, "superseded", int((~keep).sum()))
-    for name, ids in superseded.items():
-        drops.setdefault(name, set()).update(ids)
     keep = _deduplicate(convs, sigs, batch, prev, set(rerun))
     new_msgs = rows.filter(pa.array(np.repeat(keep, sizes)))
     del rows, sigs
@@ -375,7 +378,8 @@ def _run(settings: Settings, lake: Lake, date: str | None, now: datetime) -> dic
     holder = [new_msgs]
     del new_msgs
     new_parts = _by_partition(holder, fb_rows, parts)
-    new_parts.update(forget.rewrite(prev, drops))
+    to_rewrite = {name: drops.get(name, set()) | superseded.get(name, set()) for name in {*drops, *superseded}}
+    new_parts.update(forget.rewrite(prev, to_rewrite))
     manifest = write_snapshot(lake, prev, new_parts, {
         "schema_version": SCHEMA_VERSION,
         "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
