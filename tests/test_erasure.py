@@ -180,3 +180,14 @@ def test_erase_command_names_bad_lines_and_unknown_ids(settings, lake, tmp_path)
     assert "author:u-404: matches nothing in the current snapshot" in result.output
     assert "no registered model version was trained on data of these subjects" in result.output
     assert [s["id"] for s in log_records(lake)[0]["subjects"]] == ["u-404"]
+
+
+def test_purge_leaves_todays_open_partition_alone_and_lists_it(settings, lake):
+    today = datetime.now(UTC).date().isoformat()
+    lake.write_bytes(f"raw/replies/dt={today}/serve-a.jsonl", jsonl(conv("c-7", "u-9", "Kiwi bit the courier")))
+    request_erasure(settings, [{"kind": "author", "id": "u-9"}], requested_by="dpo", lake=lake)
+    from replyloop.privacy.purge import purge
+
+    out = purge(settings, lake=lake)
+    assert out["open"] == [f"raw/replies/dt={today}/serve-a.jsonl"] and out["rewritten"] == {}
+    assert b"Kiwi" in lake.read_bytes(f"raw/replies/dt={today}/serve-a.jsonl")  # the server may be appending to it

@@ -6,6 +6,7 @@
    the refusal names the version.
 2. Landing and quarantine: every raw file and quarantine file with a record naming a subject is written
    again without those records (gzip stays gzip; TWCS threads go whole, as ingestion would rebuild them).
+   Today's landing partitions are still being written by the API: they are only listed (`open`).
 
 Runs under the lake lock; the report lists every key deleted or rewritten.
 """
@@ -17,6 +18,7 @@ import gzip
 import io
 import json
 import logging
+from datetime import UTC, date, datetime
 
 from replyloop.contract import CURATED_PREFIX, QUARANTINE_PREFIX, RAW_PREFIXES
 from replyloop.ingest import forget
@@ -30,12 +32,16 @@ from replyloop.privacy.lock import settings_lock
 log = logging.getLogger(__name__)
 
 
-def purge(settings, *, force: bool = False, lake: Lake | None = None) -> dict:
+def purge(settings, *, force: bool = False, lake: Lake | None = None, today: date | None = None) -> dict:
+    """Delete and rewrite what holds erased subjects (see the module doc). Today's landing partitions are
+    still being written (the API appends served replies and feedback all day), so they are left alone
+    and listed under `open`: ingestion drops their subjects' records, and the next purge rewrites them."""
     lake = lake or lake_for(settings)
+    today_s = (today or datetime.now(UTC).date()).isoformat()
     with settings_lock(lake, settings, "erasure purge"):
         erasure = ErasureSet.load(lake)
         if not erasure:
-            return {"requests": 0, "deleted": [], "rewritten": {}}
+            return {"requests": 0, "deleted_snapshots": [], "deleted": [], "rewritten": {}, "open": []}
         current = current_id(lake)
         missing = erasure.request_ids - forget.applied(lake, current) if current else set()
         if missing:
@@ -47,10 +53,10 @@ def purge(settings, *, force: bool = False, lake: Lake | None = None) -> dict:
         _refuse_champion(settings, doomed, force)
         dropped = set(erasure.conversations).union(*(holdings.conversations(s) or set() for s in doomed))
         deleted = _delete_snapshots(lake, current, doomed)
-        rewritten = _rewrite_landing(lake, erasure, dropped)
+        rewritten, still_open = _rewrite_landing(lake, erasure, dropped, today_s)
     log.info("purge: %d key(s) deleted, %d file(s) rewritten", len(deleted), len(rewritten))
     return {"requests": len(erasure.request_ids), "deleted_snapshots": sorted(doomed), "deleted": deleted,
-            "rewritten": rewritten}
+            "rewritten": rewritten, "open": still_open}
 
 
 # -- snapshots -----------------------------------------------------------------------------------------
@@ -113,27 +119,34 @@ def _delete_snapshots(lake: Lake, current: str | None, doomed: set[str]) -> list
 
 # -- landing and quarantine ----------------------------------------------------------------------------
 
-def _rewrite_landing(lake: Lake, erasure: ErasureSet, dropped: set[str]) -> dict[str, int]:
-    """Raw and quarantine files written again without the records naming a subject: key -> records removed."""
+def _rewrite_landing(lake: Lake, erasure: ErasureSet, dropped: set[str],
+                     today: str) -> tuple[dict[str, int], list[str]]:
+    """Raw and quarantine files written again without the records naming a subject (key -> records removed),
+    and the files of open (today's or later) landing partitions that hold a subject, left alone."""
     out: dict[str, int] = {}
+    still_open: list[str] = []
     for kind, prefix in RAW_PREFIXES.items():
-        if kind == "twcs":
-            by_day: dict[str, list[str]] = {}
-            for obj in lake.list(f"{prefix}/"):
-                by_day.setdefault(obj.key.rsplit("/", 1)[0], []).append(obj.key)
-            for keys in by_day.values():
-                out.update(_rewrite_twcs(lake, keys, erasure))
-            continue
+        by_day: dict[str, list[str]] = {}
         for obj in lake.list(f"{prefix}/"):
-            removed = _rewrite_jsonl(lake, obj.key, lambda rec: _names(erasure, dropped, rec, kind == "feedback"))
-            if removed:
-                out[obj.key] = removed
+            by_day.setdefault(obj.key.rsplit("/", 1)[0], []).append(obj.key)
+        for folder, keys in sorted(by_day.items()):
+            is_open = folder.rsplit("dt=", 1)[-1][:10] >= today
+            if kind == "twcs":
+                out.update({} if is_open else _rewrite_twcs(lake, keys, erasure))
+                continue
+            for key in keys:
+                removed = _rewrite_jsonl(lake, key, lambda rec: _names(erasure, dropped, rec, kind == "feedback"),
+                                         write=not is_open)
+                if removed and is_open:
+                    still_open.append(key)
+                elif removed:
+                    out[key] = removed
     for obj in lake.list(f"{QUARANTINE_PREFIX}/"):
         removed = _rewrite_jsonl(lake, obj.key, lambda line: isinstance(line, dict) and forget.names_line(
             erasure, dropped, line))
         if removed:
             out[obj.key] = removed
-    return out
+    return out, still_open
 
 
 def _names(erasure: ErasureSet, dropped: set[str], record, feedback: bool) -> bool:
@@ -152,7 +165,7 @@ def _write_text(lake: Lake, key: str, text: str) -> None:
     lake.write_bytes(key, gzip.compress(data, mtime=0) if key.endswith(".gz") else data)
 
 
-def _rewrite_jsonl(lake: Lake, key: str, matches) -> int:
+def _rewrite_jsonl(lake: Lake, key: str, matches, *, write: bool = True) -> int:
     try:
         lines = _read_text(lake, key).splitlines(keepends=True)
     except (OSError, EOFError, gzip.BadGzipFile):  # unreadable: checked as one raw string
@@ -165,7 +178,7 @@ def _rewrite_jsonl(lake: Lake, key: str, matches) -> int:
             record = line
         if not matches(record):
             kept.append(line)
-    if len(kept) < len(lines):
+    if write and len(kept) < len(lines):
         _write_text(lake, key, "".join(kept))
     return len(lines) - len(kept)
 

@@ -106,4 +106,6 @@ def report_lines(result: dict) -> list[str]:
                      "file(s) rewritten")
         lines += [f"  deleted {key}" for key in purged["deleted"]]
         lines += [f"  rewrote {key} (-{n} record(s))" for key, n in purged["rewritten"].items()]
+        lines += [f"  left {key} alone: still being written today (ingestion drops the subjects; purge again "
+                  "tomorrow to rewrite it)" for key in purged["open"]]
     return lines
