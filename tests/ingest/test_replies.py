@@ -42,7 +42,8 @@ def feedback(event: str, cid: str, mid: str, day: str, correction: str | None = 
             "correction": correction, "model_version": "3", "created_at": f"{day}T12:00:00Z"}
 
 
-def test_unanswered_conversations_are_curated_flagged_and_not_trained(settings, lake):
+def test_unanswered_conversations_are_curated_flagged_and_not_trained(settings, lake,
+                                                                      smollm2_tokenizer_dir):
     waiting = conv("c-open", customer="Hello? Three days and no answer about the broken zip")
     only_customer = {**waiting, "messages": waiting["messages"][:1]}
     lake.write_bytes("raw/conversations/dt=2026-11-22/a.jsonl",
@@ -55,24 +56,15 @@ def test_unanswered_conversations_are_curated_flagged_and_not_trained(settings, 
     messages = Snapshot.current(lake).tables()[0]
     assert unanswered_ids(messages) == ["c-open", "c-open2"]
 
-    from replyloop.training.examples import conversations, prompts_and_references, render
+    from transformers import AutoTokenizer
 
-    no_feedback = pd.DataFrame(columns=["conversation_id", "message_id", "created_at"])
+    from replyloop.training.examples import build_examples, conversations, prompts_and_references
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    no_feedback = pd.DataFrame(columns=["conversation_id", "message_id", "created_at", "rating", "correction"])
     convs = [c for split in ("train", "eval") for c in conversations(messages.to_pandas(), no_feedback, split)[0]]
-    trainable = {c["conversation_id"] for c in convs if render(_Tok(), "sys", c, 512) is not None}
-    assert trainable == {"c-1"}
-    assert all(prompt[-1]["role"] == "customer" for prompt, _ in prompts_and_references(convs, 10))
-
-
-class _Tok:
-    """A character-level stand-in tokenizer with a plain chat template (the examples' own logic is tested)."""
-
-    def apply_chat_template(self, chat, tokenize=False, add_generation_prompt=False):
-        text = "".join(f"<{m['role']}>{m['content']}" for m in chat)
-        return text + ("<assistant>" if add_generation_prompt else "")
-
-    def __call__(self, text, add_special_tokens=False):
-        return {"input_ids": [ord(ch) for ch in text]}
+    assert {ex.conversation_id for ex in build_examples(tokenizer, "You are Acme's agent.", convs, 512)} == {"c-1"}
+    assert [ref for _, ref in prompts_and_references(convs, 10)] == ["Sorry! DM us and we'll check."]
 
 
 def test_served_replies_supersede_and_feedback_joins_days_later(settings, lake):
