@@ -103,6 +103,14 @@ def test_erasure_keeps_the_author_out_of_every_later_snapshot(settings, lake):
     _, messages, _ = read_snapshot(lake)
     assert sorted(messages["conversation_id"].unique()) == ["c-2", "c-3", "c-4"]
 
+    # feedback on u-9's conversation arriving a day later is erased too, not quarantined with its text
+    lake.write_bytes("raw/feedback/dt=2026-11-23/late.jsonl", jsonl(
+        {"event_id": "f-9", "conversation_id": "c-1", "message_id": "c-1-2", "rating": "down",
+         "correction": "Kiwi deserves a new cable", "model_version": "1", "created_at": "2026-11-23T11:00:00Z"}))
+    late = run_ingest(settings, lake=lake, date="2026-11-23", now=NOW)
+    assert late["feedback_counts"]["erased"] == 1 and late["feedback_counts"].get("quarantined", 0) == 0
+    assert not lake.exists("quarantine/dt=2026-11-23/feedback.jsonl")
+
 
 def test_an_erasure_waits_for_a_running_ingestion(settings, lake):
     land(lake)

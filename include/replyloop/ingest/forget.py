@@ -8,8 +8,9 @@ and writes again, without them, the partitions of the previous snapshot that sti
 request that snapshot was not cleaned of. Erased records count as `erased`, not as `raw`, so
 `raw = curated + quarantined + duplicates` holds as before.
 
-Which requests a snapshot is clean of is kept in `state/erasure/<snapshot_id>.json` (snapshots are
-immutable, and a request that matches nothing leaves the snapshot id unchanged).
+Which requests a snapshot is clean of, and which conversation ids were dropped on the way, is kept in
+`state/erasure/<snapshot_id>.json` (ids only; snapshots are immutable, and a request that matches nothing
+leaves the snapshot id unchanged).
 """
 
 from __future__ import annotations
@@ -30,16 +31,27 @@ def state_key(snapshot_id: str) -> str:
     return f"{ERASURE_STATE_PREFIX}/{snapshot_id}.json"
 
 
+def _state(lake: Lake, snapshot_id: str | None) -> dict:
+    if snapshot_id is None or not lake.exists(state_key(snapshot_id)):
+        return {}
+    return json.loads(lake.read_bytes(state_key(snapshot_id)))
+
+
 def applied(lake: Lake, snapshot_id: str | None) -> set[str]:
     """The request ids a stored snapshot is clean of."""
-    if snapshot_id is None or not lake.exists(state_key(snapshot_id)):
-        return set()
-    return set(json.loads(lake.read_bytes(state_key(snapshot_id)))["applied"])
+    return set(_state(lake, snapshot_id).get("applied", []))
 
 
-def mark_applied(lake: Lake, snapshot_id: str, erasure: ErasureSet) -> None:
-    lake.write_bytes(state_key(snapshot_id), json.dumps({"snapshot_id": snapshot_id,
-                                                           "applied": sorted(erasure.request_ids)}).encode())
+def erased_conversations(lake: Lake, snapshot_id: str | None) -> set[str]:
+    """The conversation ids dropped for erasure up to a snapshot: feedback on them that arrives later is
+    erased too (for an author, the log alone cannot say which conversations were theirs)."""
+    return set(_state(lake, snapshot_id).get("conversations", []))
+
+
+def mark_applied(lake: Lake, snapshot_id: str, erasure: ErasureSet, conversations: set[str]) -> None:
+    lake.write_bytes(state_key(snapshot_id), json.dumps({
+        "snapshot_id": snapshot_id, "applied": sorted(erasure.request_ids),
+        "conversations": sorted(conversations)}).encode())
 
 
 def conversation_keep(convs: pa.Table, rows: pa.Table, sizes: np.ndarray, erasure: ErasureSet) -> np.ndarray:

@@ -352,7 +352,8 @@ def _run(settings: Settings, lake: Lake, date: str | None, now: datetime) -> dic
 
     rows, convs, sizes, sigs = _assemble(batch)
     drops = forget.snapshot_hits(prev, pending, set(rerun))
-    rows, convs, sizes, sigs, dropped = _forget(rows, convs, sizes, sigs, erasure, batch, drops)
+    dropped = forget.erased_conversations(lake, prev.id) | erasure.conversations
+    rows, convs, sizes, sigs = _forget(rows, convs, sizes, sigs, erasure, batch, drops, dropped)
     keep, superseded = supersede(convs, sizes, prev, set(rerun))
     rows, convs, sizes, sigs = _take(rows, convs, sizes, sigs, keep)
     _count_duplicates(batch, "superseded", int((~keep).sum()))
@@ -400,7 +401,7 @@ def _run(settings: Settings, lake: Lake, date: str | None, now: datetime) -> dic
     })
     snapshot_id = manifest["snapshot_id"]
     lake.write_bytes(CURRENT_KEY, snapshot_id.encode())
-    forget.mark_applied(lake, snapshot_id, erasure)
+    forget.mark_applied(lake, snapshot_id, erasure, dropped)
     for part in parts:
         lake.write_bytes(_state_key(part), json.dumps({
             "partition": part.name, "files": part.etags, "snapshot_id": snapshot_id,
@@ -417,9 +418,10 @@ def _run(settings: Settings, lake: Lake, date: str | None, now: datetime) -> dic
 def _erasure_only(lake: Lake, prev: Snapshot, erasure: ErasureSet, pending: ErasureSet, now: datetime) -> dict:
     """No new landing data: apply the erasure requests the current snapshot is not clean of, if any."""
     drops = forget.snapshot_hits(prev, pending, set())
+    dropped = forget.erased_conversations(lake, prev.id).union(erasure.conversations, *drops.values())
     if not drops:
         if prev.id and pending:
-            forget.mark_applied(lake, prev.id, erasure)
+            forget.mark_applied(lake, prev.id, erasure, dropped)
         log.info("no new partitions under %s; CURRENT stays %s", lake.url("raw/"), prev.id)
         return {**prev.manifest, "status": "no_new_data", "snapshot_id": prev.id}
     manifest = write_snapshot(lake, prev, forget.rewrite(prev, drops), {
@@ -430,7 +432,7 @@ def _erasure_only(lake: Lake, prev: Snapshot, erasure: ErasureSet, pending: Eras
         "erasure": _erasure_summary(erasure, drops, {}),
     })
     lake.write_bytes(CURRENT_KEY, manifest["snapshot_id"].encode())
-    forget.mark_applied(lake, manifest["snapshot_id"], erasure)
+    forget.mark_applied(lake, manifest["snapshot_id"], erasure, dropped)
     log.info("erasure: snapshot %s written without the subjects of %d request(s); partitions rewritten: %s",
              manifest["snapshot_id"], len(pending.request_ids), ", ".join(sorted(drops)))
     return {**manifest, "status": "erasure_applied"}
@@ -456,11 +458,13 @@ def _count_duplicates(batch: Batch, kind: str, n: int) -> None:
         batch.counts[f"duplicates.{kind}"] += n
 
 
-def _forget(rows, convs, sizes, sigs, erasure: ErasureSet, batch: Batch, hits: dict[str, set[str]]):
+def _forget(rows, convs, sizes, sigs, erasure: ErasureSet, batch: Batch, hits: dict[str, set[str]],
+            dropped: set[str]):
     """Drop the batch's conversations (and feedback) that hold an erased subject; they count as `erased`,
-    not as `raw`. Returns the arrays and the conversation ids whose feedback must go too."""
+    not as `raw`. Adds to `dropped` the conversation ids whose feedback goes too (given: those dropped by
+    earlier runs and the erased conversation ids)."""
     keep = forget.conversation_keep(convs, rows, sizes, erasure)
-    dropped = set(erasure.conversations).union(*hits.values())
+    dropped.update(*hits.values())
     if not keep.all():
         dropped.update(convs["conversation_id"].filter(pa.array(~keep)).to_pylist())
         batch.counts["raw"] -= int((~keep).sum())
@@ -471,7 +475,7 @@ def _forget(rows, convs, sizes, sigs, erasure: ErasureSet, batch: Batch, hits: d
         batch.feedback_counts["raw"] -= len(batch.feedback) - len(kept)
         batch.feedback_counts["erased"] += len(batch.feedback) - len(kept)
         batch.feedback = kept
-    return rows, convs, sizes, sigs, dropped
+    return rows, convs, sizes, sigs
 
 
 def _forget_quarantined(batch: Batch, erasure: ErasureSet, dropped: set[str]) -> None:

@@ -51,7 +51,8 @@ def purge(settings, *, force: bool = False, lake: Lake | None = None, today: dat
         holdings = lineage.Holdings(lake, erasure)
         doomed = _doomed_snapshots(lake, current, holdings)
         _refuse_champion(settings, doomed, force)
-        dropped = set(erasure.conversations).union(*(holdings.conversations(s) or set() for s in doomed))
+        dropped = forget.erased_conversations(lake, current).union(
+            erasure.conversations, *(holdings.conversations(s) or set() for s in doomed))
         deleted = _delete_snapshots(lake, current, doomed)
         rewritten, still_open = _rewrite_landing(lake, erasure, dropped, today_s)
     log.info("purge: %d key(s) deleted, %d file(s) rewritten", len(deleted), len(rewritten))
