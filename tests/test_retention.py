@@ -73,6 +73,6 @@ def test_cleanup_command_reports_what_it_deleted(settings, lake):
     run_ingest(settings, lake=lake, now=datetime(2020, 1, 2, tzinfo=UTC))
     result = CliRunner().invoke(main, ["cleanup"])
     assert result.exit_code == 0, result.output
-    assert "deleted 1 raw folder(s)\n  raw/conversations/dt=2020-01-01" in result.output
-    assert "deleted 1 quarantine folder(s)\n  quarantine/dt=2020-01-01" in result.output
-    assert "deleted 0 snapshots folder(s)" in result.output  # CURRENT stays, however old
+    assert "deleted 1 landing partition(s)\n  raw/conversations/dt=2020-01-01" in result.output
+    assert "deleted 1 quarantine partition(s)\n  quarantine/dt=2020-01-01" in result.output
+    assert "deleted 0 snapshot folder(s)" in result.output  # CURRENT stays, however old

@@ -176,8 +176,9 @@ def cleanup(dry_run: bool, as_json: bool) -> None:
     if as_json:
         _echo_json(out)
         return
+    names = {"raw": "landing partition(s)", "quarantine": "quarantine partition(s)", "snapshots": "snapshot folder(s)"}
     for what, keys in out["deleted"].items():
-        click.echo(f"{'would delete' if dry_run else 'deleted'} {len(keys)} {what} folder(s)")
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {len(keys)} {names[what]}")
         for key in keys:
             click.echo(f"  {key}")
     for sid in out["purge_candidates"]:
