@@ -54,8 +54,9 @@ def apply(settings, lake: Lake | None = None, now: datetime | None = None) -> di
 
 
 def erase_subjects(settings, *, authors=(), conversations=(), file_text: str | None = None,
-                   file_name: str | None = None, requested_by: str, reason: str | None = None, apply_now: bool = True, purge: bool = False,
-                   force: bool = False, lake: Lake | None = None, request_id: str | None = None) -> dict:
+                   file_name: str | None = None, requested_by: str, reason: str | None = None,
+                   apply_now: bool = True, purge: bool = False, force: bool = False, lake: Lake | None = None,
+                   request_id: str | None = None) -> dict:
     """What `replyloop erase` and the `erase_subjects` DAG do: record (when ids are given), apply, purge."""
     lake = lake or lake_for(settings)
     subjects = []
