@@ -6,6 +6,7 @@ Two kinds of fix:
   - the records were fixed by hand in the quarantine file (its `raw` field): `replay` writes those records
     as a new landing file `raw/<kind>/dt=D/replay-<hash>.<ext>` and the day is re-ingested. The original
     bad lines stay where they were, so they are quarantined again: nothing is rewritten in place.
+Records naming a subject of an erasure request are never replayed (ingestion would drop them anyway).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from replyloop.contract import QUARANTINE_PREFIX, RAW_PREFIXES
 from replyloop.ingest.readers import TWCS_COLUMNS
 from replyloop.lake import Lake
+from replyloop.privacy.erasure import ErasureSet
 
 
 def replay_quarantine(lake: Lake, day: str, kind: str, *, reasons: set[str] | None = None) -> dict:
@@ -28,9 +30,12 @@ def replay_quarantine(lake: Lake, day: str, kind: str, *, reasons: set[str] | No
     if not lake.exists(source):
         raise FileNotFoundError(f"no quarantine for {kind} on {day}: {lake.url(source)} does not exist")
     lines = [json.loads(line) for line in lake.read_bytes(source).decode().splitlines() if line.strip()]
-    chosen = [q for q in lines if q.get("raw") is not None and (not reasons or q["reason"] in reasons)]
+    erasure = ErasureSet.load(lake)
+    erased = [q for q in lines if erasure.names(q.get("raw"))]
+    chosen = [q for q in lines if q.get("raw") is not None and (not reasons or q["reason"] in reasons)
+              and not erasure.names(q["raw"])]
     if not chosen:
-        return {"replayed": 0, "skipped": len(lines), "written": None}
+        return {"replayed": 0, "skipped": len(lines), "erased": len(erased), "written": None}
     if kind == "twcs":
         body = _twcs_csv(chosen)
         ext = "csv"
@@ -40,7 +45,8 @@ def replay_quarantine(lake: Lake, day: str, kind: str, *, reasons: set[str] | No
         ext = "jsonl"
     key = f"{RAW_PREFIXES[kind]}/dt={day}/replay-{hashlib.sha256(body).hexdigest()[:12]}.{ext}"
     lake.write_bytes(key, body)
-    return {"replayed": len(chosen), "skipped": len(lines) - len(chosen), "written": lake.url(key)}
+    return {"replayed": len(chosen), "skipped": len(lines) - len(chosen), "erased": len(erased),
+            "written": lake.url(key)}
 
 
 def _twcs_csv(chosen: list[dict]) -> bytes:
