@@ -19,6 +19,7 @@ from replyloop.evaluation.gate import GateConfig, decide
 from replyloop.ingest.pipeline import read_snapshot
 from replyloop.lake import lake_for
 from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
+from replyloop.registry import load_version  # noqa: F401  (was defined here)
 from replyloop.reports import comparison_png, gate_report_html
 from replyloop.settings import Settings, get_settings
 from replyloop.tracking import code_version, configure
@@ -30,14 +31,6 @@ log = logging.getLogger(__name__)
 
 class EvaluationError(RuntimeError):
     pass
-
-
-def load_version(settings: Settings, version: str) -> ReplyGenerator:
-    import mlflow
-
-    configure(settings)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
-    return model.unwrap_python_model().generator
 
 
 def _score(gen: ReplyGenerator, sets: dict[str, list[tuple]], eval_examples) -> tuple[dict, dict[str, list[str]]]:
@@ -137,7 +130,7 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
     if decision["passed"]:
         c.set_registered_model_alias(settings.model_name, registry.CHALLENGER, version)
         if promote:
-            registry.promote(settings, version, reason=f"gate passed against {baseline_name}")
+            registry.promote(settings, version, reason=f"gate passed against {baseline_name}", by="gate")
             promoted = version
     result = {"version": version, "baseline": baseline_name, "passed": decision["passed"],
               "reasons": decision["reasons"], "promoted": promoted, "eval_run_id": eval_run,

@@ -43,7 +43,7 @@ class ModelStore:
                                f"{self.settings.tracking_uri}; run the loop (make demo) or `replyloop promote`")
         if self._current is not None and self._current.version == version:
             return self._current
-        from replyloop.evaluation.run import load_version
+        from replyloop.registry import load_version
 
         log.info("loading %s@%s = v%s", self.settings.model_name, self.alias, version)
         loaded = LoadedModel(version, load_version(self.settings, version))
