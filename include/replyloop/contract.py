@@ -15,6 +15,8 @@ RAW_PREFIXES = {
     "twcs": "raw/twcs",
     "feedback": "raw/feedback",
 }
+# Agent turns written by the model itself (served replies) carry author ids "replyloop:v<version>".
+SERVED_AUTHOR_PREFIX = "replyloop:"
 CURATED_PREFIX = "curated/conversations"
 CURRENT_KEY = f"{CURATED_PREFIX}/CURRENT"
 QUARANTINE_PREFIX = "quarantine"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replyloop.settings import Settings
-from replyloop.text import strip_leading_mentions
+from replyloop.chat import chat_messages, prompt_ids
 
 log = logging.getLogger(__name__)
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json",
@@ -167,20 +167,19 @@ class ReplyGenerator:
     answers, candidate or baseline, decodes under the same rule, so the gate compares like with like.
     """
 
-    def __init__(self, model, tokenizer, *, system_prompt: str, max_new_tokens: int = 48):
+    def __init__(self, model, tokenizer, *, system_prompt: str, max_new_tokens: int = 48,
+                 max_prompt_tokens: int | None = None):
         self.model = model.eval()
         self.tok = tokenizer
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
+        context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.max_prompt_tokens = max_prompt_tokens or max(16, context - max_new_tokens)
         self.suppressed = sorted(i for t, i in tokenizer.get_vocab().items() if "@" in t)
 
     def chat(self, conversation: str | list[dict]) -> list[dict]:
-        turns = [{"role": "customer", "text": conversation}] if isinstance(conversation, str) else conversation
-        chat = [{"role": "system", "content": self.system_prompt}]
-        for t in turns:
-            chat.append({"role": "user" if t["role"] == "customer" else "assistant",
-                         "content": strip_leading_mentions(t["text"])})
-        return chat
+        """The chat messages the model sees (built by `replyloop.chat`, the one chat builder)."""
+        return chat_messages(conversation, self.system_prompt)
 
     def reply(self, conversations: list[str | list[dict]], batch_size: int = 8) -> list[str]:
         import torch
@@ -189,9 +188,8 @@ class ReplyGenerator:
         self.tok.padding_side = "left"
         for i in range(0, len(conversations), batch_size):
             chunk = conversations[i : i + batch_size]
-            texts = [self.tok.apply_chat_template(self.chat(c), tokenize=False, add_generation_prompt=True)
-                     for c in chunk]
-            enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+            ids = [prompt_ids(self.tok, c, self.system_prompt, self.max_prompt_tokens) for c in chunk]
+            enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.model.device)
             with torch.inference_mode():
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
                                           repetition_penalty=1.1, no_repeat_ngram_size=4,
@@ -200,4 +198,3 @@ class ReplyGenerator:
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(self.tok.decode(row, skip_special_tokens=True).strip())
         return out
-

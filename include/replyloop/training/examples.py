@@ -1,20 +1,26 @@
 """Supervised fine-tuning examples from a curated snapshot.
 
-One example per conversation, rendered with the base model's chat template (system prompt, customer
-turns as `user`, agent turns as `assistant`). Labels are -100 everywhere except on agent turns, so the
-loss is on what the agent says only. Feedback improves the data before rendering:
+One example per conversation, rendered by the one chat builder (`replyloop.chat`, shared with inference).
+Labels are -100 everywhere except on trainable agent turns, so the loss is on what the agent says only.
+Feedback improves the data before rendering:
   - a down-voted reply with a correction is replaced by the correction (and trained on);
   - a down-voted reply without one stays as context but is taken out of the loss;
-  - up-votes keep the reply as it is.
+  - a reply the model itself served (author id `contract.SERVED_AUTHOR_PREFIX...`) is trained only when it
+    was corrected or up-voted: otherwise the model would learn from its own unreviewed output.
+Too long conversations lose whole OLDEST turns: the system prompt and the last trained agent reply (with
+the turn it answers) stay whole; turns after that reply teach nothing and are dropped. An example that
+cannot fit even so is skipped and counted.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
 
-from replyloop.text import strip_leading_mentions
+from replyloop.chat import chat_messages, render_with_spans
+from replyloop.contract import SERVED_AUTHOR_PREFIX
 
 IGNORE = -100
 
@@ -30,63 +36,112 @@ class Example:
         return sum(1 for x in self.labels if x != IGNORE)
 
 
+class Skipped(Exception):
+    """A conversation gives no example; `reason` is counted ("too_long", "nothing_to_learn")."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def _verdicts(feedback: pd.DataFrame) -> dict:
+    if not len(feedback):
+        return {}
+    latest = feedback.sort_values("created_at").groupby(["conversation_id", "message_id"]).tail(1)
+    return {(r.conversation_id, r.message_id): (r.rating, r.correction if isinstance(r.correction, str) else None)
+            for r in latest.itertuples()}
+
+
+def _turn(r, verdict: tuple, stats: Counter) -> dict:
+    rating, correction = verdict
+    served = isinstance(getattr(r, "author_id", None), str) and r.author_id.startswith(SERVED_AUTHOR_PREFIX)
+    turn = {"role": r.role, "text": r.text, "train": r.role == "agent"}
+    if r.role != "agent":
+        return turn
+    if rating == "down" and correction:
+        turn["text"] = correction
+        stats["corrected"] += 1
+    elif rating == "down":
+        turn["train"] = False
+        stats["dropped_from_loss"] += 1
+    elif rating == "up":
+        stats["upvoted"] += 1
+    elif served:
+        turn["train"] = False
+        stats["served_unreviewed"] += 1
+    return turn
+
+
 def conversations(messages: pd.DataFrame, feedback: pd.DataFrame, split: str) -> tuple[list[dict], dict]:
     """Conversations of one split with feedback applied, plus counts of what feedback changed."""
-    latest = (feedback.sort_values("created_at").groupby(["conversation_id", "message_id"]).tail(1)
-              if len(feedback) else feedback)
-    verdict = {(r.conversation_id, r.message_id): (r.rating, r.correction if isinstance(r.correction, str) else None)
-               for r in latest.itertuples()}
-    stats = {"corrected": 0, "dropped_from_loss": 0, "upvoted": 0}
+    verdict = _verdicts(feedback)
+    stats = Counter({"corrected": 0, "dropped_from_loss": 0, "upvoted": 0, "served_unreviewed": 0})
     out = []
     part = messages[messages["split"] == split].sort_values(["conversation_id", "turn"])
     for conv_id, rows in part.groupby("conversation_id", sort=True):
-        turns = []
-        for r in rows.itertuples():
-            turn = {"role": r.role, "text": strip_leading_mentions(r.text), "train": r.role == "agent"}
-            rating, correction = verdict.get((conv_id, r.message_id), (None, None))
-            if r.role == "agent" and rating == "down":
-                if correction:
-                    turn["text"] = strip_leading_mentions(correction)
-                    stats["corrected"] += 1
-                else:
-                    turn["train"] = False
-                    stats["dropped_from_loss"] += 1
-            elif rating == "up":
-                stats["upvoted"] += 1
-            turns.append(turn)
+        turns = [_turn(r, verdict.get((conv_id, r.message_id), (None, None)), stats) for r in rows.itertuples()]
         out.append({"conversation_id": conv_id, "turns": turns})
-    return out, stats
+    return out, dict(stats)
 
 
-def _chat(system_prompt: str, turns: list[dict]) -> list[dict]:
-    chat = [{"role": "system", "content": system_prompt}]
-    chat += [{"role": "user" if t["role"] == "customer" else "assistant", "content": t["text"]} for t in turns]
-    return chat
+def _labels(rendered, trained: list[bool]) -> list[int]:
+    labels = [IGNORE] * len(rendered.ids)
+    for (_, content, end), train in zip(rendered.spans, trained, strict=True):
+        if train:
+            labels[content:end] = rendered.ids[content:end]
+    return labels
 
 
-def render(tokenizer, system_prompt: str, conv: dict, max_len: int) -> Example | None:
-    """Token ids with labels on the trainable agent turns; None when nothing is left to learn."""
+def render(tokenizer, system_prompt: str, conv: dict, max_len: int) -> Example:
+    """Token ids with labels on the trainable agent turns; raises `Skipped` when there is no example."""
     turns = conv["turns"]
-    full = tokenizer.apply_chat_template(_chat(system_prompt, turns), tokenize=False)
-    ids = tokenizer(full, add_special_tokens=False)["input_ids"]
-    labels = [IGNORE] * len(ids)
-    for k, turn in enumerate(turns):
-        if turn["role"] != "agent" or not turn["train"]:
-            continue
-        prefix = tokenizer.apply_chat_template(_chat(system_prompt, turns[:k]), tokenize=False,
-                                               add_generation_prompt=True)
-        upto = tokenizer.apply_chat_template(_chat(system_prompt, turns[: k + 1]), tokenize=False)
-        start = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
-        end = len(tokenizer(upto, add_special_tokens=False)["input_ids"])
-        labels[start:end] = ids[start:end]
-    ids, labels = ids[:max_len], labels[:max_len]
-    if all(x == IGNORE for x in labels):
-        return None
-    return Example(conv["conversation_id"], ids, labels)
+    last = max((k for k, t in enumerate(turns) if t["role"] == "agent" and t["train"]), default=None)
+    if last is None:
+        raise Skipped("nothing_to_learn", conv["conversation_id"])
+    turns = turns[: last + 1]
+    messages = chat_messages(turns, system_prompt)
+    rendered = render_with_spans(tokenizer, messages)
+    sizes = [end - start for start, _, end in rendered.spans]   # sizes[0] is the system prompt
+    first, total = 0, len(rendered.ids)
+    while total > max_len and first < last - 1:   # keep the last reply and the turn it answers
+        total -= sizes[first + 1]
+        first += 1
+    while True:
+        if first:
+            rendered = render_with_spans(tokenizer, messages[:1] + messages[first + 1:])
+        if len(rendered.ids) <= max_len:
+            break
+        if first >= last - 1:
+            raise Skipped("too_long", f"{conv['conversation_id']}: the system prompt and the last reply with the "
+                                      f"turn it answers take {len(rendered.ids)} tokens > max_seq_len={max_len}")
+        first += 1
+    trained = [False] + [t["role"] == "agent" and t["train"] for t in turns[first:]]
+    return Example(conv["conversation_id"], rendered.ids, _labels(rendered, trained))
 
 
-def build_examples(tokenizer, system_prompt: str, convs: list[dict], max_len: int) -> list[Example]:
-    return [ex for c in convs if (ex := render(tokenizer, system_prompt, c, max_len)) is not None]
+def build_examples(tokenizer, system_prompt: str, convs: list[dict], max_len: int) -> tuple[list[Example], dict]:
+    """Examples of the conversations that give one, and counts of the skipped ones by reason."""
+    out, skipped = [], Counter({"too_long": 0, "nothing_to_learn": 0})
+    for conv in convs:
+        try:
+            out.append(render(tokenizer, system_prompt, conv, max_len))
+        except Skipped as exc:
+            skipped[exc.reason] += 1
+    return out, dict(skipped)
+
+
+def prompts_and_references(convs: list[dict], limit: int) -> list[tuple[list[dict], str]]:
+    """(context up to the first trainable agent turn, that reply) pairs for generation metrics."""
+    pairs = []
+    for conv in convs:
+        turns = conv["turns"]
+        for k, turn in enumerate(turns):
+            if turn["role"] == "agent" and turn["train"] and k > 0:
+                pairs.append(([{"role": t["role"], "text": t["text"]} for t in turns[:k]], turn["text"]))
+                break
+        if len(pairs) >= limit:
+            break
+    return pairs
 
 
 def collate(batch: list[Example], pad_id: int):
@@ -102,17 +157,3 @@ def collate(batch: list[Example], pad_id: int):
         labels[i, :n] = torch.tensor(ex.labels)
         mask[i, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def prompts_and_references(convs: list[dict], limit: int) -> list[tuple[list[dict], str]]:
-    """(context up to the first trainable agent turn, that reply) pairs for generation metrics."""
-    pairs = []
-    for conv in convs:
-        turns = conv["turns"]
-        for k, turn in enumerate(turns):
-            if turn["role"] == "agent" and turn["train"] and k > 0:
-                pairs.append(([{"role": t["role"], "text": t["text"]} for t in turns[:k]], turn["text"]))
-                break
-        if len(pairs) >= limit:
-            break
-    return pairs

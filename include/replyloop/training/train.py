@@ -103,8 +103,8 @@ def train(cfg: TrainConfig, settings: Settings | None = None, *, snapshot_id: st
     snap_id, lake, train_convs, eval_convs, fb_stats = load_splits(settings, snapshot_id)
     base, model, tok = build_lora_model(settings, cfg)
     system_prompt = settings.rendered_system_prompt()
-    train_ex = build_examples(tok, system_prompt, train_convs, cfg.max_seq_len)
-    eval_ex = build_examples(tok, system_prompt, eval_convs, cfg.max_seq_len)[: cfg.max_eval_examples]
+    train_ex, _ = build_examples(tok, system_prompt, train_convs, cfg.max_seq_len)
+    eval_ex = build_examples(tok, system_prompt, eval_convs, cfg.max_seq_len)[0][: cfg.max_eval_examples]
     if not train_ex:
         raise TrainingError(f"snapshot {snap_id} has no trainable conversations (train split is empty)")
     device, dtype = device_and_dtype()
