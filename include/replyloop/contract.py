@@ -14,6 +14,7 @@ RAW_PREFIXES = {
     "conversations": "raw/conversations",
     "twcs": "raw/twcs",
     "feedback": "raw/feedback",
+    "replies": "raw/replies",  # every reply the API served (INTERFACES §6), curated like raw/conversations
 }
 # Agent turns written by the model itself (served replies) carry author ids "replyloop:v<version>".
 SERVED_AUTHOR_PREFIX = "replyloop:"
@@ -21,6 +22,25 @@ CURATED_PREFIX = "curated/conversations"
 CURRENT_KEY = f"{CURATED_PREFIX}/CURRENT"
 QUARANTINE_PREFIX = "quarantine"
 STATE_PREFIX = "state/ingested"
+
+# Model-written agent turns: author_id = "replyloop:v<model_version>" (raw/replies, INTERFACES §6).
+SERVED_AUTHOR_PREFIX = "replyloop:"
+
+# Erasure requests (docs/privacy.md): an append-only log, one JSON object per request, never rewritten.
+# It holds ids only, never message text. Ingestion keeps every id it names out of later snapshots.
+ERASURE_PREFIX = "privacy/erasures"  # privacy/erasures/<requested_at>-<request_id>.json
+ERASURE_KINDS = ("author", "conversation")  # author = the platform user id as landed (messages[].author_id)
+ERASURE_RECORD_FIELDS = {
+    "request_id": "unique id of the request (hex)",
+    "requested_at": "UTC time the request was recorded, ISO-8601 with Z",
+    "requested_by": "who asked for it (a person, a ticket, 'airflow:<run id>')",
+    "reason": "free text given with the request (no personal data), or null",
+    "subjects": "[{'kind': 'author' | 'conversation', 'id': ...}], each id once",
+    "matched": "per subject: conversations and messages of the current snapshot that held it when recorded",
+    "snapshot_id": "the CURRENT snapshot when the request was recorded",
+    "model_versions": "registered versions whose training snapshot held a subject (lineage report)",
+}
+LAKE_LOCK_KEY = "locks/lake.lock"  # held by an ingestion run, an erasure and a purge/cleanup: they never interleave
 
 ROLES = ("customer", "agent")
 CHANNELS = ("public_reply", "direct_message")

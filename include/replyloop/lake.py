@@ -36,6 +36,7 @@ class Lake(Protocol):
     def open_random(self, key: str) -> BinaryIO: ...
     def read_bytes(self, key: str) -> bytes: ...
     def write_bytes(self, key: str, data: bytes) -> None: ...
+    def write_new(self, key: str, data: bytes) -> bool: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def url(self, key: str) -> str: ...
@@ -88,6 +89,18 @@ class LocalLake:
             tmp.replace(path)  # atomic: readers never see half a file
         finally:
             tmp.unlink(missing_ok=True)
+
+    def write_new(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist (atomic, O_EXCL); False when it already exists."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -223,6 +236,17 @@ class S3Lake:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=io.BytesIO(data))
         except Exception as exc:
             raise self._wrap(exc, key) from exc
+
+    def write_new(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist (a conditional PUT, If-None-Match: *); False when it does."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=io.BytesIO(data), IfNoneMatch="*")
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("PreconditionFailed", "412",
+                                                                             "ConditionalRequestConflict"):
+                return False
+            raise self._wrap(exc, key) from exc
+        return True
 
     def open_random(self, key: str) -> BinaryIO:
         """A seekable handle that fetches only the byte ranges read (Parquet footers and column chunks)."""

@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     max_message_chars: int = 4000
     ingest_workers: int = Field(0, ge=0, description="Ingestion worker processes; 0 = one per core for large "
                                                       "batches, in-process for small ones")
+    # privacy: retention and erasure (docs/privacy.md)
+    raw_retention_days: int = Field(90, ge=1, description="Days an ingested raw landing partition is kept "
+                                                          "(by its dt); never-ingested partitions are kept")
+    quarantine_retention_days: int = Field(30, ge=1, description="Days a quarantine partition is kept (by its dt)")
+    snapshot_retention_days: int = Field(30, ge=1, description="Days an old snapshot folder is kept once neither "
+                                                               "CURRENT nor the champion/challenger needs it")
+    lake_lock_wait_seconds: float = Field(600.0, ge=0, description="How long an erasure, purge or cleanup waits "
+                                                                   "for a running ingestion to release the lake")
+    lake_lock_ttl_seconds: float = Field(6 * 3600.0, gt=0, description="A lake lock older than this is stale "
+                                                                      "(its holder crashed) and may be taken over")
     # training
     min_new_conversations: int = Field(20, description="Nightly training runs only with this many new ones")
     train_config: Path | None = Field(None, description="YAML file with TrainConfig overrides")
