@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-from replyloop.ingest.pii import KINDS, NaiveRedactor, PiiRedactor, score  # noqa: E402
+from replyloop.pii import KINDS, NaiveRedactor, PiiRedactor, score  # noqa: E402
 
 CASES = ROOT / "tests" / "data" / "pii_cases.jsonl"
 BRAND = "AcmeSupport"

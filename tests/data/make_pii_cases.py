@@ -8,7 +8,7 @@ substring exactly as it appears (each occurrence is labelled); an empty list is 
 IBANs, addresses with units, handles glued to punctuation, scheme-less URLs, plus-tagged or subdomain
 emails, PII next to emoji or HTML entities...).
 
-The labels follow the policy in `replyloop.ingest.pii` (module docstring): order/tracking numbers,
+The labels follow the policy in `replyloop.pii` (module docstring): order/tracking numbers,
 prices, dates, model numbers, bare domains without a path and the brand handle @AcmeSupport are not PII.
 The values are fictitious (555-01xx, Ofcom drama numbers, documentation IP ranges, test card numbers or
 random Luhn-valid numbers, random IBANs with a correct checksum).
@@ -23,6 +23,7 @@ from pathlib import Path
 OUT = Path(__file__).with_name("pii_cases.jsonl")
 BRAND = "@AcmeSupport"
 rng = random.Random(20261120)
+hrng = random.Random(20261201)  # the held-out part's own stream: the dev cases do not change
 
 FIRST = ["jane", "john", "maria", "li", "ahmed", "sofia", "tom", "priya", "lukas", "chloe", "kwame", "ana",
          "oliver", "yuki", "fatima", "diego", "emma", "noah", "zoe", "ravi"]
@@ -36,13 +37,14 @@ cases: list[dict] = []
 _seen_ids: set[str] = set()
 
 
-def add(cid: str, text: str, spans: list[tuple[str, str]], note: str, hard: bool = False) -> None:
+def add(cid: str, text: str, spans: list[tuple[str, str]], note: str, hard: bool = False,
+        part: str = "dev") -> None:
     assert cid not in _seen_ids, cid
     _seen_ids.add(cid)
     for _, value in spans:
         assert value in text, (cid, value, text)
     cases.append({"id": cid, "text": text, "spans": [{"kind": k, "text": v} for k, v in spans],
-                  "note": note, "hard": hard})
+                  "note": note, "hard": hard, "part": part})
 
 
 def pick(seq):
@@ -719,6 +721,255 @@ def heldout_cases() -> None:
         add(f"held-neg-{i:02d}", t, [], note)
 
 
+# === held-out part ================================================================================
+# Written from the labelling policy alone, before the detector was changed for issue 10, and never used
+# to tune it: bench/pii.py and the tests report it separately ("part": "heldout").
+# Policy: an IBAN is a country code + 2 check digits + a BBAN of that country's length, spaced, dashed or
+# compact, whatever its checksum; a card is a Luhn-valid 13-19 digit number starting 2-6, or a 15-16 digit
+# one after a card word (card/visa/mastercard/amex/debit/credit) even with a typo; a phone is a number
+# that is valid for its country (international, or national in a common region), its extension included;
+# order/ticket/tracking numbers, prices, dates, times, model codes, versions, ISBNs and serials are not PII.
+HELD_BRANDS = ["@AcmeSupport", "@AcmeSupport", "", "Hey", "hi,"]
+HELD_IBANS = {  # country -> (BBAN length, letters at the front of the BBAN)
+    "SE": (20, 0), "NO": (11, 0), "DK": (14, 0), "FI": (14, 0), "LU": (16, 0), "CZ": (20, 0),
+    "HU": (24, 0), "RO": (20, 4), "SA": (20, 0), "AE": (19, 0), "TR": (22, 0), "GR": (23, 0),
+    "HR": (17, 0), "LT": (16, 0), "BG": (18, 4), "PT": (21, 0), "MT": (27, 4), "IS": (22, 0),
+}
+
+
+def held_bban(country: str) -> str:
+    length, letters = HELD_IBANS[country]
+    return "".join(hrng.choice("BCDFGHKLMNPRSTVWXZ") for _ in range(letters)) + \
+        "".join(str(hrng.randint(0, 9)) for _ in range(length - letters))
+
+
+def mistype(value: str) -> str:
+    """Change one digit after the check digits so that the mod-97 / Luhn check fails."""
+    chars = list(value)
+    idx = [i for i, ch in enumerate(chars) if ch.isdigit()][4:]
+    i = hrng.choice(idx)
+    chars[i] = str((int(chars[i]) + hrng.randint(1, 8)) % 10)
+    return "".join(chars)
+
+
+def hadd(cid: str, text: str, spans: list[tuple[str, str]], note: str) -> None:
+    add(f"ho-{cid}", text.strip(), spans, note, hard=True, part="heldout")
+
+
+def held_iban_cases() -> None:
+    templates = ["{b} refund it to {x} please", "{b} my IBAN is {x}", "IBAN {x} (joint account)",
+                 "{b} wire the money back to: {x}", "{b} bank: {x}, name as on the order",
+                 "{b} is {x} the right format for the refund form?"]
+    for i, country in enumerate(HELD_IBANS):
+        raw = iban(country, held_bban(country))
+        styles = [spaced(raw), raw, raw.lower(), spaced(raw).replace(" ", "-"), spaced(raw).lower()]
+        x = styles[i % len(styles)]
+        hadd(f"iban-{i:02d}", hrng.choice(templates).format(b=hrng.choice(HELD_BRANDS), x=x), [("IBAN", x)],
+             f"{country} valid, style {i % len(styles)}")
+        bad = mistype(raw)
+        y = [spaced(bad), bad][i % 2]
+        hadd(f"iban-typo-{i:02d}", hrng.choice(templates).format(b=hrng.choice(HELD_BRANDS), x=y),
+             [("IBAN", y)], f"{country} mistyped (checksum fails)")
+    for cc, raw in [("DE", iban("DE", rand_digits(18))), ("GB", iban("GB", "NWBK" + rand_digits(14))),
+                    ("FR", iban("FR", rand_digits(23))), ("ES", iban("ES", rand_digits(20))),
+                    ("IT", iban("IT", "X" + rand_digits(22))), ("NL", iban("NL", "INGB" + rand_digits(10)))]:
+        bad = mistype(raw)
+        hadd(f"iban-typo-{cc}", f"@AcmeSupport IBAN {spaced(bad)} - sorry if I typed it wrong",
+             [("IBAN", spaced(bad))], f"{cc} mistyped, spaced")
+    raw = iban("DE", rand_digits(18))
+    hadd("iban-dots", f"iban {'.'.join(raw[i:i + 4] for i in range(0, len(raw), 4))} thx",
+         [("IBAN", '.'.join(raw[i:i + 4] for i in range(0, len(raw), 4)))], "dotted groups")
+    raw = iban("GB", "BARC" + rand_digits(14))
+    hadd("iban-6-groups", f"sort it: {raw[:4]} {raw[4:8]} {raw[8:14]} {raw[14:]}",
+         [("IBAN", f"{raw[:4]} {raw[4:8]} {raw[8:14]} {raw[14:]}")], "uneven grouping")
+    hadd("iban-short", "@AcmeSupport is DE44 5001 0517 5407 a full IBAN?", [], "too short for DE: not an IBAN")
+    hadd("iban-word", "@AcmeSupport ES12 reference on the invoice, 2 pages", [], "country code + digits only")
+    hadd("iban-model", "@AcmeSupport the DE40 dehumidifier leaks", [], "model code shaped like IBAN start")
+
+
+def held_card_cases() -> None:
+    templates = ["{b} you charged {x} twice", "{b} card {x} declined again", "{b} I paid with {x} on Friday",
+                 "{b} refund to the card ending... actually full number {x}", "{b} visa {x} shows pending"]
+    specs = [("4", 16, [4, 4, 4, 4], " "), ("4", 16, [4, 4, 4, 4], "."), ("5", 16, [4, 4, 4, 4], " "),
+             ("2720", 16, [16], ""), ("37", 15, [4, 6, 5], " "), ("6011", 16, [4, 4, 4, 4], "-"),
+             ("35", 16, [4, 4, 4, 4], " "), ("4", 16, [4, 4, 4, 4], "  "), ("5", 16, [8, 8], " "),
+             ("4", 16, [4, 4, 4, 4], " - "), ("62", 16, [4, 4, 4, 4], " "), ("4", 19, [4, 4, 4, 4, 3], " ")]
+    for i, (prefix, length, sizes, sep) in enumerate(specs):
+        x = group(luhn_complete(prefix, length), sizes, sep)
+        hadd(f"card-{i:02d}", hrng.choice(templates).format(b=hrng.choice(HELD_BRANDS), x=x), [("CARD", x)],
+             f"card {prefix} {sizes} sep {sep!r}")
+    typo_templates = ["{b} my card {x} keeps failing", "{b} Visa {x} was charged twice",
+                      "{b} mastercard {x}, please cancel", "{b} debit card no {x} - refund there",
+                      "{b} credit card: {x}"]
+    for i in range(6):
+        x = group(not_luhn(16, hrng.choice("45")), [4, 4, 4, 4], hrng.choice([" ", "-", ""]))
+        hadd(f"card-typo-{i:02d}", typo_templates[i % len(typo_templates)].format(
+            b=hrng.choice(HELD_BRANDS), x=x), [("CARD", x)], "mistyped card after a card word")
+    assert not luhn_ok("6034918722105546")
+    hadd("card-gift", "@AcmeSupport gift code 6034 9187 2210 5546 says invalid", [],
+         "gift code (Luhn fails, no card word)")
+    hadd("card-last4", "@AcmeSupport refunded to card ending 4417? and not 0091?", [], "last four digits only")
+    hadd("card-exp", "@AcmeSupport card expires 09/28, CVV 737", [], "expiry and CVV only")
+
+
+def held_phone_cases() -> None:
+    templates = ["{b} call me on {x}", "{b} my number: {x}", "{b} ring {x} after 6pm pls",
+                 "{b} text {x}, I'm travelling", "{b} reach me at {x} (mobile)", "{b} you can call {x} anytime"]
+    phones = [
+        ("+44 20 7946 0958 ext. 214", "UK with ext."), ("+1 415-555-0132 x204", "US with x ext"),
+        ("(415) 555-0132, ext 7", "US with ', ext'"), ("+49 89 12345678-12", "German with dash extension"),
+        ("ph.415.555.0132", None), ("tel:+442079460958", None), ("+1.212.555.0147", "dotted +1"),
+        ("415 555 0132", "US spaced"), ("+33 (0)1 44 55 66 77", "FR with (0)"), ("06 12 34 56 78", "FR mobile"),
+        ("0151 23456789", "DE mobile"), ("+49 151 2345 6789", "DE mobile intl"), ("+91-98765-43210", "IN dashed"),
+        ("+61 412 345 678", "AU mobile"), ("+55 21 98765-4321", "BR mobile"), ("090-1234-5678", "JP mobile"),
+        ("+82 10-1234-5678", "KR mobile"), ("+27 82 123 4567", "ZA mobile"), ("+353 87 123 4567", "IE mobile"),
+        ("+46 70 123 45 67", "SE mobile"), ("+31 6 12345678", "NL mobile"), ("+32 470 12 34 56", "BE mobile"),
+        ("+1 (800) 555-0199 ext. 3", "toll free with ext"), ("00 44 7700 900 123", "00 44 spaced"),
+        ("+44 7700-900-123", "UK mobile dashed"), ("(212)555-0188", "no space after area code"),
+        ("212.555.0188", "dotted NANP"), ("+1 212 555 0188 extension 44", "extension spelled out"),
+        ("0207 946 0123", "UK London 4-3-4"), ("+34 91 123 45 67", "ES landline"),
+        ("+39 347 123 4567", "IT mobile"), ("+41 44 668 18 00", "CH landline"), ("+48 512 345 678", "PL mobile"),
+        ("+1 604 555 0172", "CA spaced"), ("+852 2123 4567", "HK"), ("+971 50 123 4567", "AE mobile"),
+    ]
+    for i, (x, note) in enumerate(phones):
+        if x.startswith("ph."):
+            hadd(f"phone-{i:02d}", "@AcmeSupport ph.415.555.0132 - call before 5", [("PHONE", "415.555.0132")],
+                 "dotted with ph. prefix")
+            continue
+        if x.startswith("tel:"):
+            hadd(f"phone-{i:02d}", "@AcmeSupport tel:+442079460958 is my desk", [("PHONE", "+442079460958")],
+                 "tel: prefix, E.164")
+            continue
+        hadd(f"phone-{i:02d}", hrng.choice(templates).format(b=hrng.choice(HELD_BRANDS), x=x), [("PHONE", x)],
+             note)
+    hadd("phone-typo-1", "@AcmeSupport my numbr is 07700 900 4567 sorry 07700 900456",
+         [("PHONE", "07700 900456")], "typo then correction: only the valid one is a phone")
+    hadd("phone-two", "@AcmeSupport home 020 7946 0011, work +44 161 496 0123",
+         [("PHONE", "020 7946 0011"), ("PHONE", "+44 161 496 0123")], "two phones")
+    hadd("phone-dm", "DM'd you. Ph: +1 (646) 555-0123 Ext. 901. Email to follow",
+         [("PHONE", "+1 (646) 555-0123 Ext. 901")], "capitalised Ext.")
+
+
+def held_other_pii_cases() -> None:
+    rows = [
+        ("@AcmeSupport email jane.doe@gmial.com (typo in gmail, sorry)", [("EMAIL", "jane.doe@gmial.com")],
+         "typo domain"),
+        ("@AcmeSupport my email:  m.rossi@libero.it.", [("EMAIL", "m.rossi@libero.it")], "double space, dot"),
+        ("hi, contact firstname.lastname@company-name.example thx", [
+            ("EMAIL", "firstname.lastname@company-name.example")], "long tld"),
+        ("@AcmeSupport send it to priya(at)outlook(dot)com", [("EMAIL", "priya(at)outlook(dot)com")],
+         "obfuscated with parentheses"),
+        ("@AcmeSupport ship to 18 Willow Crescent, Bristol BS8 1TH", [
+            ("ADDRESS", "18 Willow Crescent, Bristol BS8 1TH")], "UK crescent + postcode"),
+        ("@AcmeSupport my address 4521 Cedar Ln, Boise, ID 83702 — wrong on the label",
+         [("ADDRESS", "4521 Cedar Ln, Boise, ID 83702")], "US Ln + ZIP"),
+        ("@AcmeSupport deliver to Apartment 12, 9 Victoria Road", [("ADDRESS", "Apartment 12, 9 Victoria Road")],
+         "Apartment unit before"),
+        ("@AcmeSupport Lindenallee 23, 50968 Köln please", [("ADDRESS", "Lindenallee 23, 50968 Köln")],
+         "German allee + PLZ"),
+        ("@AcmeSupport new address 7 avenue de la République, 69002 Lyon", [
+            ("ADDRESS", "7 avenue de la République, 69002 Lyon")], "French avenue"),
+        ("@AcmeSupport I'm at Calle de Alcalá 45, 28014 Madrid", [("ADDRESS", "Calle de Alcalá 45, 28014 Madrid")],
+         "Spanish calle de"),
+        ("@AcmeSupport P.O. Box 9921, Anchorage", [("ADDRESS", "P.O. Box 9921")], "PO box dotted"),
+        ("@AcmeSupport postcode EH1 1YZ, is that in your area?", [("ADDRESS", "EH1 1YZ")], "Edinburgh postcode"),
+        ("@AcmeSupport my account number is 44 1902 7731, it was hacked", [("ACCOUNT", "44 1902 7731")],
+         "spaced account number"),
+        ("@AcmeSupport customer no. 7712-0093-11 was charged twice", [("ACCOUNT", "7712-0093-11")],
+         "dashed customer number"),
+        ("@AcmeSupport loyalty card number 600212345678 points gone", [("ACCOUNT", "600212345678")],
+         "loyalty number"),
+        ("@AcmeSupport SSN 078-05-1120 is on the form you mailed", [("SSN", "078-05-1120")], "SSN dashed"),
+        ("@AcmeSupport my IP 198.51.100.23 is blocked", [("IP", "198.51.100.23")], "IP"),
+        ("@AcmeSupport cc @maria_lopez88 she had the same issue", [("HANDLE", "@maria_lopez88")], "handle"),
+        ("@AcmeSupport photos: https://imgur.com/a/Xy7Pq2 and bit.ly/3xYzAb", [
+            ("URL", "https://imgur.com/a/Xy7Pq2"), ("URL", "bit.ly/3xYzAb")], "two URLs"),
+        ("@AcmeSupport email ana.costa@gmail.com, phone +351 912 345 678, IBAN in DM",
+         [("EMAIL", "ana.costa@gmail.com"), ("PHONE", "+351 912 345 678")], "mixed, PT mobile"),
+    ]
+    for i, (t, spans, note) in enumerate(rows):
+        hadd(f"pii-{i:02d}", t, spans, note)
+
+
+def held_lookalike_cases() -> None:
+    rows = [
+        # product model codes
+        "@AcmeSupport the X201XE keeps rebooting", "@AcmeSupport is the X201XE compatible with the X300?",
+        "@AcmeSupport my SM-G991B won't charge", "@AcmeSupport WH-1000XM4 left cup is silent",
+        "@AcmeSupport KD-55X85J has a dead pixel", "@AcmeSupport bought the A2337 MacBook, no refund?",
+        "@AcmeSupport model MQ2Y3LL/A arrived scratched", "@AcmeSupport the TX220E printer jams",
+        "@AcmeSupport part no. BX80684I79700K is wrong", "@AcmeSupport the B201XE model is louder than the B200",
+        "@AcmeSupport CF12AB adapter or the CF3 cable?", "@AcmeSupport need a filter for the HX32ZE vacuum",
+        "@AcmeSupport the SW1 charger (SW1-200) overheats", "@AcmeSupport GT-730 GPU fan noise",
+        "@AcmeSupport L204LD bulbs are dimmer than the L100", "@AcmeSupport DE40 and FR12 are both sold out",
+        "@AcmeSupport my ASIN B07XJ8C8F5 order", "@AcmeSupport the 55UN7300 tv stand is missing screws",
+        # order, ticket, tracking numbers
+        "@AcmeSupport order #112-3456789-1234567 hasn't shipped", "@AcmeSupport order 4415550132 is late",
+        "@AcmeSupport ticket 20261120-0043 still open", "@AcmeSupport RMA 7700900123 was approved",
+        "@AcmeSupport tracking 9400 1118 9922 3333 4444 55 stuck", "@AcmeSupport parcel JD014600003828234567",
+        "@AcmeSupport Royal Mail says AB123456789GB was delivered", "@AcmeSupport DHL 1234567890 no update",
+        "@AcmeSupport FedEx tracking 7749 1234 5678, where?", "@AcmeSupport UPS 1Z 999 AA1 01 2345 6784",
+        "@AcmeSupport my order no. is 4111111111111111?", "@AcmeSupport invoice INV-2026-004417 wrong",
+        "@AcmeSupport case 00123987 - any news?", "@AcmeSupport booking ref 8XK2PQ for 2 people",
+        # prices, dates, times, quantities
+        "@AcmeSupport charged $1,249.99 instead of $249.99", "@AcmeSupport € 89,90 for shipping?!",
+        "@AcmeSupport paid 1.299,00 EUR", "@AcmeSupport £4,415.55 refund pending",
+        "@AcmeSupport ordered 20.11.2026, arrived 27.11.2026", "@AcmeSupport due 2026/11/20 12:30",
+        "@AcmeSupport from 11/20/26 to 12/04/26 no answer", "@AcmeSupport 10:45-13:30 delivery window missed",
+        "@AcmeSupport 3 x 250 ml bottles, 1 broken", "@AcmeSupport 2019-2024 customer, never again",
+        "@AcmeSupport 15.11.2026 14:30 Uhr Lieferung", "@AcmeSupport between 08.00 and 12.00 please",
+        # versions, serials, codes, numbers that look like phones
+        "@AcmeSupport app v10.2.3.4 crashes", "@AcmeSupport serial SN C02XK1JHJG5J",
+        "@AcmeSupport ISBN 978-3-16-148410-0 misprinted", "@AcmeSupport error 0x80070005 on install",
+        "@AcmeSupport promo code SAVE20NOW doesn't work", "@AcmeSupport voucher 7700-9001-2345 invalid",
+        "@AcmeSupport 1,000,000 points and no reward", "@AcmeSupport 4K 120Hz HDMI 2.1 cable",
+        "@AcmeSupport gift card balance 25.00", "@AcmeSupport 2FA code 482913 never came",
+        "@AcmeSupport store #0412 in Leeds was closed", "@AcmeSupport flight BA 0117 on 2026-12-01",
+        "@AcmeSupport room 1204, floor 12", "@AcmeSupport 1-800-FLOWERS style number pls",
+        "@AcmeSupport zip 94107 is in your area?", "@AcmeSupport born in 1990, does age matter",
+        "@AcmeSupport I have 2 accounts, both locked", "@AcmeSupport customer since 2011",
+        # greeting names are not input PII (names are not redacted in input)
+        "Hi Acme, where is my parcel?", "Hello team, 3 days late again",
+    ]
+    for i, t in enumerate(rows):
+        hadd(f"neg-{i:02d}", t, [], "look-alike")
+
+
+def heldout_part() -> None:
+    held_iban_cases()
+    held_card_cases()
+    held_phone_cases()
+    held_other_pii_cases()
+    held_lookalike_cases()
+    held_mixed_cases()
+
+
+def held_mixed_cases() -> None:
+    """Longer messages: one PII value among look-alikes (orders, prices, dates, model codes)."""
+    noise = ["order #{o} (£{p}.99) on {d}", "the X201XE I bought on {d} for ${p}", "ticket {o}, {d} at 10:{m}",
+             "order {o}, tracking 1Z{o}AA{o}", "invoice INV-{o} dated {d}", "my SM-A{m}6B from order {o}"]
+    values = [
+        ("PHONE", lambda: f"+44 7700 900{hrng.randint(100, 999)}"),
+        ("PHONE", lambda: f"(312) 555-01{hrng.randint(10, 99)}"),
+        ("PHONE", lambda: f"+49 30 {hrng.randint(1000000, 9999999)}"),
+        ("EMAIL", lambda: f"{hrng.choice(FIRST)}.{hrng.choice(LAST)}@{hrng.choice(['gmail.com', 'web.de', 'mail.ru'])}"),
+        ("CARD", lambda: group(luhn_complete("4", 16), [4, 4, 4, 4], " ")),
+        ("IBAN", lambda: spaced(iban("DE", "".join(str(hrng.randint(0, 9)) for _ in range(18))))),
+        ("IBAN", lambda: mistype(iban("FR", "".join(str(hrng.randint(0, 9)) for _ in range(23))))),
+        ("ADDRESS", lambda: f"{hrng.randint(2, 999)} {hrng.choice(['Oak', 'Mill', 'Park', 'Bridge'])} "
+                            f"{hrng.choice(['Street', 'Road', 'Lane', 'Avenue'])}"),
+    ]
+    frames = ["{b} {n} - please contact me: {x}", "{b} about {n}: refund to {x}", "{b} {x} is mine, re {n}",
+              "{b} re {n} -> {x}"]
+    for i in range(40):
+        kind, make = values[i % len(values)]
+        x = make()
+        n = hrng.choice(noise).format(o=hrng.randint(100000, 999999), p=hrng.randint(10, 999),
+                                      d=f"{hrng.randint(1, 28)}/{hrng.randint(1, 12)}/2026", m=hrng.randint(10, 59))
+        t = hrng.choice(frames).format(b=hrng.choice(HELD_BRANDS), n=n, x=x)
+        hadd(f"mixed-{i:02d}", t, [(kind, x)], f"{kind} among look-alikes")
+
+
 def main() -> None:
     email_cases()
     phone_cases()
@@ -732,6 +983,7 @@ def main() -> None:
     mixed_cases()
     negative_cases()
     heldout_cases()
+    heldout_part()
     n = len(cases)
     hard = sum(c["hard"] for c in cases)
     negative = sum(not c["spans"] for c in cases)

@@ -27,7 +27,7 @@ from replyloop import resources
 from replyloop.contract import MESSAGE_SCHEMA
 from replyloop.ingest.dedup import ContaminationGuard, Sketcher, content_hash, sketch_tokens, words
 from replyloop.ingest.normalize import RecordError, check_conversation, normalize_conversation, normalize_feedback
-from replyloop.ingest.pii import PiiRedactor
+from replyloop.pii import PiiRedactor
 from replyloop.ingest.readers import TWCS_COLUMNS, IngestError, RawRecord, Rejection, csv_header, read_jsonl, read_twcs_csv
 from replyloop.ingest.twcs import build_threads
 from replyloop.lake import Lake

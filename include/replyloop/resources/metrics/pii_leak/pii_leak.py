@@ -1,12 +1,12 @@
 """PII leak rate as an `evaluate` module: the share of replies that contain personal data.
 
-Uses replyloop's own PII detector (`replyloop.ingest.pii.find_leaks`), the same one ingestion relies on,
+Uses replyloop's own PII detector (`replyloop.pii.find_leaks`), the same one ingestion relies on,
 so a model cannot pass the gate with data that ingestion would have redacted.
 """
 
 import datasets
 import evaluate
-from replyloop.ingest.pii import find_leaks
+from replyloop.pii import find_leaks
 
 _DESCRIPTION = "Fraction of predictions with at least one PII span (emails, phones, cards, IBANs, addresses...)."
 _KWARGS = """

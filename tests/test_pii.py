@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from replyloop.ingest.pii import (
+from replyloop.pii import (
     KINDS,
     PLACEHOLDERS,
     NaiveRedactor,
     PiiRedactor,
     PiiSpan,
+    check_reply,
     find_leaks,
     iban_ok,
     luhn_ok,
     score,
 )
 
-CASES_FILE = Path(__file__).resolve().parents[1] / "data" / "pii_cases.jsonl"
+CASES_FILE = Path(__file__).resolve().parent / "data" / "pii_cases.jsonl"
 BRAND = "AcmeSupport"
 
 
@@ -306,3 +307,34 @@ def test_score_accepts_a_longer_detection_covering_the_label():
               "spans": [{"kind": "ADDRESS", "text": "12 Elm Street"}]}]
     result = score(_Fixed({"to 12 Elm Street, Leeds": [("ADDRESS", "12 Elm Street, Leeds")]}), cases)
     assert result["overall"]["recall"] == 1.0 and result["overall"]["precision"] == 1.0
+
+
+# --- output check of generated replies ------------------------------------------------------------
+@pytest.mark.parametrize("reply, name", [
+    ("Hi Liam, sorry about the wait!", "Liam"), ("Hello Maria, thanks for reaching out.", "Maria"),
+    ("Dear Mr. Smith, we have refunded you.", "Mr. Smith"), ("Hey Jordan! DM us please.", "Jordan"),
+])
+def test_check_reply_flags_names_after_a_greeting(reply, name):
+    assert [(s.kind, s.text) for s in check_reply(reply)] == [("NAME", name)]
+
+
+@pytest.mark.parametrize("reply", [
+    "Hi there, sorry about the wait!", "Hi team, thanks!", "Hello again, please DM us.",
+    "Hi Acme fans, big news.", "Happy Monday! DM us your order number.", "Thanks for reaching out!",
+    "Hi, could you DM us the order number?",
+])
+def test_check_reply_keeps_clean_replies(reply):
+    assert check_reply(reply) == []
+
+
+def test_check_reply_flags_invented_contact_data():
+    reply = "Hi there, mail jane.doe@gmail.com or call 415-555-0132."
+    assert [s.kind for s in check_reply(reply)] == ["EMAIL", "PHONE"]
+
+
+def test_check_reply_flags_prompt_values_and_placeholders_echoed_back():
+    prompt = ["my email is ana.silva@proton.me", "order to [ADDRESS] never came"]
+    reply = "We wrote to ana.silva@proton.me and will check [ADDRESS]."
+    assert [(s.kind, s.text) for s in check_reply(reply, prompt=prompt)] == \
+        [("ECHO", "ana.silva@proton.me"), ("ECHO", "[ADDRESS]")]
+    assert check_reply("Please DM us your [EMAIL].", prompt="where is my order?") == []
