@@ -37,6 +37,7 @@ class ModelStore:
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()  # one refresh at a time
         self.not_ready = f"looking up @{self.alias} in the registry"
+        self._failed: tuple[str, float] | None = None  # (version, when): not retried at every poll
 
     @property
     def current(self) -> LoadedModel | None:
@@ -54,6 +55,9 @@ class ModelStore:
                     log.warning("@%s is unset; still serving v%s", self.alias, self._current.version)
                 return False
             if self._current is not None and self._current.version == version:
+                return False
+            if self._failed and self._failed[0] == version and \
+                    time.monotonic() - self._failed[1] < 10 * self.settings.alias_poll_seconds:
                 return False
             loaded = self._loaded.get(version) or self._load(version)
             if loaded is None:
@@ -73,6 +77,7 @@ class ModelStore:
             engine = self.loader(self.settings, version)
         except Exception as exc:  # keep serving what is loaded; the full message goes to the server log only
             log.error("cannot load version %s: %s", version, exc)
+            self._failed = (version, time.monotonic())
             if self._current is None:
                 self.not_ready = f"version {version} of @{self.alias} could not be loaded ({type(exc).__name__})"
             return None
