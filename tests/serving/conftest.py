@@ -44,7 +44,8 @@ def _register_adapter(settings, base, seed: int, folder) -> str:
         info = mlflow.pyfunc.log_model(name="assistant", python_model=ReplyAssistant(), artifacts={"adapter": str(folder)},
                                        model_config={"base_model_sha": base.sha, "base_model": base.source,
                                                      "system_prompt": settings.rendered_system_prompt(),
-                                                     "max_new_tokens": settings.max_new_tokens})
+                                                     "max_new_tokens": settings.max_new_tokens},
+                                       pip_requirements=["replyloop"])
     return registry.register_version(settings, model_uri=info.model_uri, run_id=run.info.run_id,
                                      tags={registry.Tag.BASE_MODEL_SHA: base.sha}, description=f"test adapter {seed}")
 

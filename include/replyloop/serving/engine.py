@@ -152,6 +152,17 @@ def convert_version(settings: Settings, files: registry.VersionFiles) -> Path:
     return dest
 
 
+def version_config(files: registry.VersionFiles) -> dict:
+    """The pyfunc's model_config (system prompt, max_new_tokens). MLflow writes it under the flavor's
+    `config` key; `registry.download_version` reads `model_config`, so fall back to the MLmodel file."""
+    if files.model_config:
+        return files.model_config
+    from mlflow.models import Model
+
+    mlmodel = files.adapter_dir.parents[1] / "MLmodel"
+    return Model.load(mlmodel).flavors.get("python_function", {}).get("config") or {}
+
+
 def load_engine(settings: Settings, version: str) -> Engine:
     """The engine the settings ask for; 'auto' takes CTranslate2 when installed, else the HF reference."""
     choice = settings.serve_engine
@@ -162,7 +173,7 @@ def load_engine(settings: Settings, version: str) -> Engine:
     if choice == "hf" or not ctranslate2_installed():
         return HFEngine(registry.load_version(settings, version))
     files = registry.download_version(settings, version)
-    cfg = files.model_config
+    cfg = version_config(files)
     max_new = int(cfg.get("max_new_tokens", settings.max_new_tokens))
     folder = convert_version(settings, files)
     context = json.loads((folder / "engine.json").read_text())["context"]
