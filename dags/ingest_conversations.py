@@ -6,6 +6,10 @@ were not ingested yet, normalises them to the data contract, redacts PII, de-dup
 with Great Expectations and writes a new immutable **curated snapshot**; bad records go to
 `quarantine/dt=.../*.jsonl` with a reason code. Updates the Asset `replyloop.curated_snapshot`.
 
+Erasure requests (`replyloop erase`, DAG `erase_subjects`) are applied on the way: their subjects never
+reach the snapshot. Then **cleanup** deletes landing, quarantine and snapshot data past its retention
+(`REPLYLOOP_*_RETENTION_DAYS`) that nothing refers to any more, and lists what it deleted.
+
 **Params**: `date` re-reads one day (backfill; idempotent); `lake_uri` reads another lake.
 **Fails** (and keeps the current snapshot) on a missing requested day, a schema change, a volume jump or a
 quarantine rate above `REPLYLOOP_MAX_QUARANTINE_RATE`; the message says which file or partition.
@@ -54,7 +58,20 @@ def ingest_conversations():
                 "totals": manifest["totals"], "data_docs": (manifest.get("validation") or {}).get("data_docs"),
                 "quarantine": manifest["quarantine"]}
 
-    ingest()
+    @task(trigger_rule="none_failed")
+    def cleanup(params=None) -> dict:
+        from common.runtime import settings_for
+        from replyloop.privacy.retention import cleanup as run_cleanup
+
+        report = run_cleanup(settings_for(params))
+        for what, keys in report["deleted"].items():
+            print(f"deleted {len(keys)} {what} folder(s): {', '.join(keys) or '-'}")
+        if report["purge_candidates"]:
+            print(f"snapshots kept that predate an erasure request (`replyloop erase --purge` deletes them): "
+                  f"{', '.join(report['purge_candidates'])}")
+        return report
+
+    ingest() >> cleanup()
 
 
 ingest_conversations()

@@ -101,7 +101,7 @@ def ingest(day: str | None, as_json: bool) -> None:
 
 @main.command("replay-quarantine")
 @click.option("--date", "day", required=True, help="Day of the quarantine (YYYY-MM-DD).")
-@click.option("--kind", type=click.Choice(["conversations", "twcs", "feedback"]), default="conversations",
+@click.option("--kind", type=click.Choice(["conversations", "twcs", "feedback", "replies"]), default="conversations",
               show_default=True)
 @click.option("--reason", "reasons", multiple=True, help="Only records with this reason code (repeatable).")
 @click.option("--ingest/--no-ingest", default=True, show_default=True, help="Re-ingest the day afterwards.")
@@ -124,6 +124,63 @@ def replay_quarantine_cmd(day: str, kind: str, reasons: tuple[str, ...], ingest:
             _fail(exc)
         c = manifest["counts"]
         click.echo(f"snapshot {manifest['snapshot_id']}: curated={c['curated']} quarantined={c['quarantined']}")
+
+
+@main.command()
+@click.option("--author", "authors", multiple=True, help="Platform user id (messages[].author_id as landed); repeatable.")
+@click.option("--conversation", "conversations", multiple=True, help="Conversation id; repeatable.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
+              help="Batch file: one 'author ID' or 'conversation ID' per line (# comments allowed).")
+@click.option("--requested-by", default=None, help="Who asked for it (default: your user name).")
+@click.option("--reason", default=None, help="Free text kept with the request (no personal data).")
+@click.option("--apply/--no-apply", "apply_now", default=True, show_default=True,
+              help="Write the current snapshot again without the subjects now (else at the next ingestion).")
+@click.option("--purge", is_flag=True, help="Delete older snapshots and rewrite landing/quarantine files holding them.")
+@click.option("--force", is_flag=True, help="Purge even the champion's training snapshot.")
+@click.option("--json", "as_json", is_flag=True)
+def erase(authors, conversations, path, requested_by, reason, apply_now, purge, force, as_json) -> None:
+    """Erase users or conversations: record the request, keep them out of every later snapshot, and name
+    the model versions trained on them. See docs/privacy.md."""
+    import getpass
+    from pathlib import Path
+
+    from replyloop.ingest.pipeline import IngestError
+    from replyloop.lake import LakeError
+    from replyloop.privacy.erasure import ErasureError
+    from replyloop.privacy.lock import LakeBusy
+    from replyloop.privacy.request import erase_subjects, report_lines
+
+    try:
+        result = erase_subjects(get_settings(), authors=authors, conversations=conversations,
+                                file_text=Path(path).read_text() if path else None, file_name=path,
+                                requested_by=requested_by or getpass.getuser(), reason=reason, apply_now=apply_now,
+                                purge=purge, force=force)
+    except (ErasureError, IngestError, LakeError, LakeBusy) as exc:
+        _fail(exc)
+    _echo_json(result) if as_json else click.echo("\n".join(report_lines(result)))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Report what would be deleted, delete nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def cleanup(dry_run: bool, as_json: bool) -> None:
+    """Delete landing, quarantine and snapshot data past its retention (REPLYLOOP_*_RETENTION_DAYS)."""
+    from replyloop.privacy.lock import LakeBusy
+    from replyloop.privacy.retention import cleanup as run_cleanup
+
+    try:
+        out = run_cleanup(get_settings(), dry_run=dry_run)
+    except LakeBusy as exc:
+        _fail(exc)
+    if as_json:
+        _echo_json(out)
+        return
+    for what, keys in out["deleted"].items():
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {len(keys)} {what} folder(s)")
+        for key in keys:
+            click.echo(f"  {key}")
+    for sid in out["purge_candidates"]:
+        click.echo(f"kept snapshot {sid} predates an erasure request: `replyloop erase --purge` deletes it")
 
 
 @main.command()

@@ -40,6 +40,7 @@ ERASURE_RECORD_FIELDS = {
     "snapshot_id": "the CURRENT snapshot when the request was recorded",
     "model_versions": "registered versions whose training snapshot held a subject (lineage report)",
 }
+ERASURE_STATE_PREFIX = "state/erasure"  # state/erasure/<snapshot_id>.json: the requests a snapshot is clean of
 LAKE_LOCK_KEY = "locks/lake.lock"  # held by an ingestion run, an erasure and a purge/cleanup: they never interleave
 
 ROLES = ("customer", "agent")
@@ -61,7 +62,6 @@ REASONS = {
     "empty_text": "a message has no text after normalisation",
     "too_long": "a message is longer than the configured maximum",
     "no_customer_turn": "the conversation has no customer message",
-    "no_agent_turn": "the conversation has no agent message",
     "bad_turn_order": "the conversation does not start with a customer or its timestamps go backwards",
     "duplicate_message_id": "two messages share a message id",
     "broken_thread": "a reply points to a tweet that is missing or forms a cycle",

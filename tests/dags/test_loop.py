@@ -40,7 +40,7 @@ def _states(run) -> dict[str, str]:
 def test_nightly_loop_with_dag_test(airflow_db, dags, tiny_settings, demo_lake):
     settings = tiny_settings
     ingest = dags["ingest_conversations"].test()
-    assert _states(ingest) == {"ingest": "success"}, _states(ingest)
+    assert _states(ingest) == {"ingest": "success", "cleanup": "success"}, _states(ingest)
     assert demo_lake.exists("curated/conversations/CURRENT")
 
     finetune = dags["finetune_lora"].test(run_conf={"max_steps": 4, "lora_r": 4})
@@ -63,7 +63,7 @@ def test_nightly_loop_with_dag_test(airflow_db, dags, tiny_settings, demo_lake):
 
     # Nothing new landed: the next night skips ingestion and training instead of retraining.
     again = dags["ingest_conversations"].test()
-    assert _states(again) == {"ingest": "skipped"}
+    assert _states(again) == {"ingest": "skipped", "cleanup": "success"}
     skip = dags["finetune_lora"].test()
     assert _states(skip) == {"enough_new_data": "success", "train": "skipped"}
 
@@ -95,5 +95,5 @@ def test_ingest_dag_reads_an_s3_lake_through_the_airflow_connection(airflow_db, 
         "conn_type": "aws", "login": "k", "password": "s",
         "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}))
     run = dags["ingest_conversations"].test(run_conf={"lake_uri": "s3://conn-lake/landing"})
-    assert _states(run) == {"ingest": "success"}
+    assert _states(run) == {"ingest": "success", "cleanup": "success"}
     assert lake.exists("curated/conversations/CURRENT")

@@ -139,13 +139,12 @@ def normalize_conversation(data: dict[str, Any], *, now: datetime, max_chars: in
 
 
 def check_conversation(conv: dict[str, Any]) -> None:
-    """Conversation-level rules: both sides speak, the customer opens, time runs forward, ids unique."""
+    """Conversation-level rules: the customer opens, time runs forward, ids unique. A conversation no agent
+    answered (yet) is kept: it is traffic, counted as `unanswered` in the manifest, with nothing to train on."""
     msgs = conv["messages"]
     roles = [m["role"] for m in msgs]
     if "customer" not in roles:
         raise RecordError("no_customer_turn", "the conversation has no customer message")
-    if "agent" not in roles:
-        raise RecordError("no_agent_turn", "the conversation has no agent message")
     if roles[0] != "customer":
         raise RecordError("bad_turn_order", f"the conversation opens with a {roles[0]} message")
     stamps = [m["created_at"] for m in msgs]

@@ -35,20 +35,25 @@ import pyarrow.compute as pc
 
 from replyloop.contract import (CURRENT_KEY, FEEDBACK_SCHEMA, MESSAGE_SCHEMA, QUARANTINE_PREFIX, RAW_PREFIXES,
                                 SCHEMA_VERSION, STATE_PREFIX)
+from replyloop.ingest import forget
 from replyloop.ingest.curate import CONVERSATION_PART, CurateConfig, Curated, Job, run_job
 from replyloop.ingest.dedup import NUM_PERM, Deduplicator
 from replyloop.ingest.readers import IngestError, Rejection
-from replyloop.ingest.snapshot import FEEDBACK_SORT, MESSAGE_SORT, Snapshot, read_manifest, read_snapshot, write_snapshot
+from replyloop.ingest.snapshot import (FEEDBACK_SORT, MESSAGE_SORT, Snapshot, read_manifest, read_snapshot, unanswered,
+                                       write_snapshot)
+from replyloop.ingest.supersede import supersede
 from replyloop.ingest.validate import preload as preload_gx
 from replyloop.ingest.validate import validate_messages
 from replyloop.lake import Lake, lake_for
+from replyloop.privacy.erasure import ErasureSet
+from replyloop.privacy.lock import LakeBusy, settings_lock
 from replyloop.settings import Settings, get_settings
 
 __all__ = ["IngestError", "discover", "read_manifest", "read_snapshot", "run_ingest"]
 
 log = logging.getLogger(__name__)
 _DT = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
-CONVERSATION_KINDS = ("conversations", "twcs")
+CONVERSATION_KINDS = ("conversations", "twcs", "replies")
 PARALLEL_MIN_BYTES = 8 << 20  # below this much text to parse, starting workers costs more than it saves
 MAX_AUTO_WORKERS = 8  # each worker holds numpy, pyarrow and a file's rows; set REPLYLOOP_INGEST_WORKERS for more
 GZIP_RATIO = 4  # JSONL and CSV of short messages compress about 4:1; a gzip file counts as 4x its size
@@ -285,11 +290,34 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     """Ingest new (or the given day's) landing partitions; return the manifest of the resulting snapshot.
 
     Raises IngestError for batch-level problems (no data for a requested day, schema change, volume or
-    quarantine rate out of bounds); the CURRENT snapshot is left as it was.
+    quarantine rate out of bounds, the lake held by an erasure for longer than the lock wait); the CURRENT
+    snapshot is left as it was. Erasure requests of the log are applied (see `replyloop.ingest.forget`),
+    also when there is no new data.
     """
     settings = settings or get_settings()
     lake = lake or lake_for(settings)
-    now = now or datetime.now(UTC)
+    try:
+        with settings_lock(lake, settings, f"ingestion of {date or 'the new days'}"):
+            return _run(settings, lake, date, now or datetime.now(UTC))
+    except LakeBusy as exc:
+        raise IngestError(str(exc)) from None
+
+
+def apply_erasures(settings: Settings | None = None, *, lake: Lake | None = None, now: datetime | None = None) -> dict:
+    """Apply pending erasure requests to the current snapshot without reading new landing data."""
+    settings = settings or get_settings()
+    lake = lake or lake_for(settings)
+    try:
+        with settings_lock(lake, settings, "erasure of the current snapshot"):
+            prev = Snapshot.current(lake)
+            erasure = ErasureSet.load(lake)
+            return _erasure_only(lake, prev, erasure, erasure.without(forget.applied(lake, prev.id)),
+                                 now or datetime.now(UTC))
+    except LakeBusy as exc:
+        raise IngestError(str(exc)) from None
+
+
+def _run(settings: Settings, lake: Lake, date: str | None, now: datetime) -> dict:
     started = time.monotonic()
     if date:
         try:
@@ -302,9 +330,10 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
         prefixes = ", ".join(lake.url(f"{p}/dt={date}/") for p in RAW_PREFIXES.values())
         raise IngestError(f"no landing data for dt={date}: nothing under {prefixes}")
     prev = Snapshot.current(lake)
+    erasure = ErasureSet.load(lake)
+    pending = erasure.without(forget.applied(lake, prev.id))
     if not parts:
-        log.info("no new partitions under %s; CURRENT stays %s", lake.url("raw/"), prev.id)
-        return {**prev.manifest, "status": "no_new_data", "snapshot_id": prev.id}
+        return _erasure_only(lake, prev, erasure, pending, now)
 
     rerun = sorted(p.name for p in parts)
     log.info("ingesting %d partition(s) into %s: %s", len(parts), lake.uri, ", ".join(rerun))
@@ -317,12 +346,20 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
                           f"{'is' if len(batch.empty_files) == 1 else 'are'} empty. CURRENT was not changed.")
 
     rows, convs, sizes, sigs = _assemble(batch)
+    drops = forget.snapshot_hits(prev, pending, set(rerun))
+    rows, convs, sizes, sigs, dropped = _forget(rows, convs, sizes, sigs, erasure, batch, drops)
+    keep, superseded = supersede(convs, sizes, prev, set(rerun))
+    rows, convs, sizes, sigs = _take(rows, convs, sizes, sigs, keep)
+    _count_duplicates(batch, "superseded", int((~keep).sum()))
+    for name, ids in superseded.items():
+        drops.setdefault(name, set()).update(ids)
     keep = _deduplicate(convs, sigs, batch, prev, set(rerun))
     new_msgs = rows.filter(pa.array(np.repeat(keep, sizes)))
     del rows, sigs
     _release_memory()
     new_msgs, validation = _validate(new_msgs, batch, settings, now)
     fb_rows = _check_feedback(batch, prev, set(rerun), new_msgs)
+    _forget_quarantined(batch, erasure, dropped)
 
     counts = {k: batch.counts[k] for k in ("raw", "curated", "quarantined", "duplicates")}
     if counts["raw"] != counts["curated"] + counts["quarantined"] + counts["duplicates"]:
@@ -334,9 +371,11 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
     _write_quarantine(lake, batch, parts)
     _check_batch(settings, counts, parts, state, batch)
 
+    n_unanswered = unanswered(new_msgs)
     holder = [new_msgs]
     del new_msgs
     new_parts = _by_partition(holder, fb_rows, parts)
+    new_parts.update(forget.rewrite(prev, drops))
     manifest = write_snapshot(lake, prev, new_parts, {
         "schema_version": SCHEMA_VERSION,
         "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -345,16 +384,19 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
         "partitions": rerun,
         "sources": batch.sources,
         "empty_files": batch.empty_files,
-        "counts": {**counts, "quarantined_by_reason": dict(sorted(batch.reasons.items())),
+        "counts": {**counts, "unanswered": n_unanswered, "erased": batch.counts["erased"],
+                   "quarantined_by_reason": dict(sorted((+batch.reasons).items())),
                    "duplicates_by_kind": {k.split(".", 1)[1]: v for k, v in batch.counts.items()
                                           if k.startswith("duplicates.")}},
-        "feedback_counts": {k: v for k, v in sorted(fb.items())},
+        "feedback_counts": {k: v for k, v in sorted(fb.items()) if v or "." not in k},
         "pii_redactions": dict(sorted(batch.pii.items())),
         "validation": validation.summary() if validation else None,
-        "quarantine": sorted(_quarantine_key(by_name[n]) for n in batch.rejections),
+        "quarantine": sorted(_quarantine_key(by_name[n]) for n, lines in batch.rejections.items() if lines),
+        "erasure": _erasure_summary(erasure, drops, superseded),
     })
     snapshot_id = manifest["snapshot_id"]
     lake.write_bytes(CURRENT_KEY, snapshot_id.encode())
+    forget.mark_applied(lake, snapshot_id, erasure)
     for part in parts:
         lake.write_bytes(_state_key(part), json.dumps({
             "partition": part.name, "files": part.etags, "snapshot_id": snapshot_id,
@@ -366,6 +408,87 @@ def run_ingest(settings: Settings | None = None, *, date: str | None = None, lak
              counts["curated"], counts["quarantined"], counts["duplicates"], dict(batch.reasons),
              manifest["totals"]["conversations"], len(manifest["parts"]), secs, (counts["raw"] + fb["raw"]) / secs)
     return {**manifest, "status": "ok"}
+
+
+def _erasure_only(lake: Lake, prev: Snapshot, erasure: ErasureSet, pending: ErasureSet, now: datetime) -> dict:
+    """No new landing data: apply the erasure requests the current snapshot is not clean of, if any."""
+    drops = forget.snapshot_hits(prev, pending, set())
+    if not drops:
+        if prev.id and pending:
+            forget.mark_applied(lake, prev.id, erasure)
+        log.info("no new partitions under %s; CURRENT stays %s", lake.url("raw/"), prev.id)
+        return {**prev.manifest, "status": "no_new_data", "snapshot_id": prev.id}
+    manifest = write_snapshot(lake, prev, forget.rewrite(prev, drops), {
+        "schema_version": SCHEMA_VERSION, "created_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "lake": lake.uri,
+        "previous_snapshot": prev.id, "partitions": [], "sources": [],
+        "counts": {"raw": 0, "curated": 0, "quarantined": 0, "duplicates": 0, "unanswered": 0, "erased": 0,
+                   "quarantined_by_reason": {}},
+        "erasure": _erasure_summary(erasure, drops, {}),
+    })
+    lake.write_bytes(CURRENT_KEY, manifest["snapshot_id"].encode())
+    forget.mark_applied(lake, manifest["snapshot_id"], erasure)
+    log.info("erasure: snapshot %s written without the subjects of %d request(s); partitions rewritten: %s",
+             manifest["snapshot_id"], len(pending.request_ids), ", ".join(sorted(drops)))
+    return {**manifest, "status": "erasure_applied"}
+
+
+def _erasure_summary(erasure: ErasureSet, drops: dict[str, set[str]], superseded: dict[str, set[str]]) -> dict:
+    """What the manifest says about erasure: requests applied, earlier partitions written again (counts)."""
+    return {"applied": sorted(erasure.request_ids),
+            "rewritten": {name: len(ids) for name, ids in sorted(drops.items())},
+            "superseded_replies": {name: len(ids) for name, ids in sorted(superseded.items())}}
+
+
+def _take(rows: pa.Table, convs: pa.Table, sizes: np.ndarray, sigs: np.ndarray, keep: np.ndarray):
+    """The batch arrays restricted to the kept conversations (as they are when all are kept)."""
+    if keep.all():
+        return rows, convs, sizes, sigs
+    return rows.filter(pa.array(np.repeat(keep, sizes))), convs.filter(pa.array(keep)), sizes[keep], sigs[keep]
+
+
+def _count_duplicates(batch: Batch, kind: str, n: int) -> None:
+    if n:
+        batch.counts["duplicates"] += n
+        batch.counts[f"duplicates.{kind}"] += n
+
+
+def _forget(rows, convs, sizes, sigs, erasure: ErasureSet, batch: Batch, hits: dict[str, set[str]]):
+    """Drop the batch's conversations (and feedback) that hold an erased subject; they count as `erased`,
+    not as `raw`. Returns the arrays and the conversation ids whose feedback must go too."""
+    keep = forget.conversation_keep(convs, rows, sizes, erasure)
+    dropped = set(erasure.conversations).union(*hits.values())
+    if not keep.all():
+        dropped.update(convs["conversation_id"].filter(pa.array(~keep)).to_pylist())
+        batch.counts["raw"] -= int((~keep).sum())
+        batch.counts["erased"] += int((~keep).sum())
+        rows, convs, sizes, sigs = _take(rows, convs, sizes, sigs, keep)
+    if dropped and batch.feedback:
+        kept = [ev for ev in batch.feedback if ev["conversation_id"] not in dropped]
+        batch.feedback_counts["raw"] -= len(batch.feedback) - len(kept)
+        batch.feedback_counts["erased"] += len(batch.feedback) - len(kept)
+        batch.feedback = kept
+    return rows, convs, sizes, sigs, dropped
+
+
+def _forget_quarantined(batch: Batch, erasure: ErasureSet, dropped: set[str]) -> None:
+    """Quarantine lines that name an erased subject are dropped (counted as erased, not as raw)."""
+    if not erasure:
+        return
+    for name, lines in batch.rejections.items():
+        kept = []
+        for line in lines:
+            if not forget.names_line(erasure, dropped, line):
+                kept.append(line)
+                continue
+            counts = batch.counts if line["unit"] == "conversation" else batch.feedback_counts
+            counts["raw"] -= 1
+            counts["erased"] += 1
+            counts["quarantined"] -= 1
+            if line["unit"] == "conversation":
+                batch.reasons[line["reason"]] -= 1
+            else:
+                counts[f"quarantined.{line['reason']}"] -= 1
+        batch.rejections[name] = kept
 
 
 def _seen_before(prev: Snapshot, skip: set[str], digests: list[str]) -> set[str]:
@@ -405,8 +528,7 @@ def _deduplicate(convs: pa.Table, sigs: np.ndarray, batch: Batch, prev: Snapshot
     status = dedup.resolve(digests, sigs, groups=convs["partition"].to_pylist())
     keep = np.fromiter((s is None for s in status), dtype=bool, count=len(status))
     for kind, n in Counter(s for s in status if s).items():
-        batch.counts["duplicates"] += n
-        batch.counts[f"duplicates.{kind}"] += n
+        _count_duplicates(batch, kind, n)
     batch.counts["curated"] += int(keep.sum())
     log.info("de-duplication: %d conversations kept, %d exact and %d near duplicates (%.1fs)", int(keep.sum()),
              batch.counts["duplicates.exact"], batch.counts["duplicates.near"], time.monotonic() - started)

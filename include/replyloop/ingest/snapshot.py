@@ -128,7 +128,24 @@ def describe(partition: str, table: pa.Table) -> dict:
         for split in ("train", "eval"):
             entry[f"{split}_conversations"] = _count_distinct(table.filter(pc.equal(table["split"], split)),
                                                               "conversation_id")
+        entry["unanswered_conversations"] = unanswered(table)
     return entry
+
+
+def unanswered_ids(table: pa.Table) -> list[str]:
+    """Conversations no agent answered (customer turns only): curated as traffic, nothing to train on;
+    monitoring reads them. Needs the columns conversation_id and role."""
+    answered = pc.unique(table["conversation_id"].filter(pc.equal(table["role"], "agent")))
+    ids = pc.unique(table["conversation_id"])
+    return sorted(ids.filter(pc.invert(pc.is_in(ids, value_set=answered))).to_pylist())
+
+
+def unanswered(table: pa.Table) -> int:
+    """How many conversations of a message table no agent answered."""
+    if not table.num_rows:
+        return 0
+    answered = table.filter(pc.equal(table["role"], "agent"))
+    return _count_distinct(table, "conversation_id") - _count_distinct(answered, "conversation_id")
 
 
 def snapshot_id(parts: dict[str, dict]) -> str:
@@ -177,6 +194,7 @@ def totals(parts: dict[str, dict]) -> dict:
     return {"conversations": sum(e["conversations"] for e in msgs), "messages": sum(e["rows"] for e in msgs),
             "train_conversations": sum(e["train_conversations"] for e in msgs),
             "eval_conversations": sum(e["eval_conversations"] for e in msgs),
+            "unanswered_conversations": sum(e.get("unanswered_conversations", 0) for e in msgs),
             "feedback_events": sum(e["rows"] for name, e in parts.items() if is_feedback(name))}
 
 

@@ -1,0 +1,1 @@
+"""Privacy: erasure requests, the lake lock, purge and retention (docs/privacy.md)."""
