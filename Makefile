@@ -54,16 +54,25 @@ airflow-init: $(AIRFLOW_HOME)/.initialised ## initialise the embedded Airflow (S
 demo-data: install ## write the next day of sample landing data into the lake
 	$(BIN)/replyloop demo-data
 
+# `make demo` streams each DAG run's progress lines (training step/loss/tokens/s/ETA, snapshot, gate) as
+# they happen; the full log of each run still goes to $(REPLYLOOP_HOME)/demo-<dag>.log.
+DEMO_PROGRESS := replyloop\.|step [0-9]+/[0-9]+|[Mm]arking task|Traceback|Error:
+define run_dag
+	@set -o pipefail; $(BIN)/airflow dags test $(1) 2>&1 | tee $(REPLYLOOP_HOME)/demo-$(1).log \
+	  | { grep --line-buffered -E '$(DEMO_PROGRESS)' || true; } \
+	  || (echo "-- $(1) failed; last lines of $(REPLYLOOP_HOME)/demo-$(1).log:"; tail -40 $(REPLYLOOP_HOME)/demo-$(1).log; exit 1)
+endef
+
 demo: airflow-init ## the whole loop once, through Airflow, on the real SmolLM2 base model
 	@echo "== 1/4 landing data"
 	$(BIN)/replyloop demo-data
 	$(BIN)/airflow dags reserialize > /dev/null 2>&1
 	@echo "== 2/4 ingest_conversations"
-	$(BIN)/airflow dags test ingest_conversations > $(REPLYLOOP_HOME)/demo-ingest_conversations.log 2>&1 || (tail -40 $(REPLYLOOP_HOME)/demo-ingest_conversations.log; exit 1)
+	$(call run_dag,ingest_conversations)
 	@echo "== 3/4 finetune_lora"
-	$(BIN)/airflow dags test finetune_lora > $(REPLYLOOP_HOME)/demo-finetune_lora.log 2>&1 || (tail -40 $(REPLYLOOP_HOME)/demo-finetune_lora.log; exit 1)
+	$(call run_dag,finetune_lora)
 	@echo "== 4/4 evaluate_and_promote"
-	$(BIN)/airflow dags test evaluate_and_promote > $(REPLYLOOP_HOME)/demo-evaluate_and_promote.log 2>&1 || (tail -40 $(REPLYLOOP_HOME)/demo-evaluate_and_promote.log; exit 1)
+	$(call run_dag,evaluate_and_promote)
 	$(BIN)/replyloop summary
 
 test: install ## run the test suite (sets itself up)
@@ -75,6 +84,7 @@ test-fast: install ## the suite without the slow tests (real SmolLM2, whole-DAG 
 bench: install ## benchmarks (figures and ratios against a baseline)
 	$(BIN)/python bench/pii.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/train.py
 
 airflow: airflow-init ## Airflow UI on http://localhost:8080 (standalone: scheduler, dag-processor, api-server)
 	$(BIN)/airflow standalone

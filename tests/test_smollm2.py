@@ -45,9 +45,9 @@ def test_base_model_is_converted_once_and_replies(smol):
 
 def test_lora_on_smollm2_registers_a_version_that_replies(smol):
     from replyloop.demo_data import generate_landing
-    from replyloop.evaluation.run import load_version
     from replyloop.ingest.pipeline import run_ingest
     from replyloop.lake import open_lake
+    from replyloop.registry import load_version
     from replyloop.training.config import load_train_config
     from replyloop.training.train import train
 
@@ -59,8 +59,12 @@ def test_lora_on_smollm2_registers_a_version_that_replies(smol):
     assert result["version"] == "1"
     assert result["final_train_loss"] < 10, "a pretrained model starts far below random-init loss"
     generator = load_version(smol, result["version"])
-    [reply] = generator.reply(["Hi, my parcel has not arrived yet"])
-    assert reply.strip(), "the registered adapter + stored base produce a reply"
+    [reply, follow_up] = generator.reply([
+        "Hi, my parcel has not arrived yet",
+        [{"role": "customer", "text": "Hi, my parcel has not arrived yet"},
+         {"role": "agent", "text": "Sorry to hear that! Could you send us your order number by DM?"},
+         {"role": "customer", "text": "Sent it. Any news?"}]])
+    assert reply.strip() and follow_up.strip(), "the registered adapter + stored base answer both"
     adapter_files = list((smol.artifact_root).rglob("adapter_model.safetensors"))
     assert adapter_files and all(f.stat().st_size < 20_000_000 for f in adapter_files), "versions are adapter-only"
     assert not list(smol.artifact_root.rglob("model.safetensors")), "no full base weights in the artifact store"

@@ -186,27 +186,45 @@ def cleanup(dry_run: bool, as_json: bool) -> None:
 @main.command()
 @click.option("--max-steps", type=int, default=None)
 @click.option("--lora-r", type=int, default=None)
+@click.option("--lora-alpha", type=float, default=None)
+@click.option("--lora-dropout", type=float, default=None)
+@click.option("--lora-target-modules", default=None, help="Comma-separated module names, e.g. q_proj,v_proj.")
 @click.option("--learning-rate", type=float, default=None)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None)
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None)
 @click.option("--snapshot", default=None, help="Snapshot id (default: CURRENT).")
 @click.option("--config", "config_path", default=None, help="YAML TrainConfig (default: the committed one).")
+@click.option("--like", "like", default=None, metavar="VERSION",
+              help="Re-run the reproducibility manifest of a registered version (its snapshot, settings, seed).")
 @click.option("--json", "as_json", is_flag=True)
-def train(max_steps, lora_r, learning_rate, snapshot, config_path, as_json) -> None:
+def train(max_steps, lora_r, lora_alpha, lora_dropout, lora_target_modules, learning_rate, precision,
+          gradient_checkpointing, snapshot, config_path, like, as_json) -> None:
     """Fine-tune a LoRA adapter on the curated snapshot and register a version."""
     from replyloop.modeling import BaseModelError
-    from replyloop.training.config import load_train_config
-    from replyloop.training.train import TrainingError
+    from replyloop.registry import RegistryError
+    from replyloop.training.checkpoint import CheckpointError
+    from replyloop.training.config import TrainConfigError, load_train_config
+    from replyloop.training.data import SnapshotError
+    from replyloop.training.manifest import ManifestError
+    from replyloop.training.train import TrainingError, train_like
     from replyloop.training.train import train as run_train
 
     settings = get_settings()
-    cfg = load_train_config(config_path or settings.train_config, max_steps=max_steps, lora_r=lora_r,
-                            learning_rate=learning_rate)
     try:
-        result = run_train(cfg, settings, snapshot_id=snapshot)
-    except (TrainingError, BaseModelError) as exc:
+        if like:
+            result = train_like(settings, like)
+        else:
+            cfg = load_train_config(config_path or settings.train_config, max_steps=max_steps, lora_r=lora_r,
+                                    lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                    lora_target_modules=lora_target_modules, learning_rate=learning_rate,
+                                    precision=precision, gradient_checkpointing=gradient_checkpointing)
+            result = run_train(cfg, settings, snapshot_id=snapshot)
+    except (TrainingError, BaseModelError, TrainConfigError, SnapshotError, CheckpointError, ManifestError,
+            RegistryError) as exc:
         _fail(exc)
     _echo_json(result) if as_json else click.echo(
-        f"run {result['run_id']}: registered version {result['version']} (eval loss "
-        f"{result['initial_eval_loss']:.3f} -> {result['final_eval_loss']:.3f})")
+        f"run {result['run_id']}: registered version {result['version']} after {result['steps']} steps (held-out "
+        f"loss {result['initial_eval_loss']:.3f} -> {result['final_eval_loss']:.3f})")
 
 
 @main.command()

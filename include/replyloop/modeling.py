@@ -136,7 +136,7 @@ def base_model_by_hash(settings: Settings, sha: str) -> BaseModel:
 
 
 def device_and_dtype():
-    """CUDA with bf16 where present (fp16 if the card lacks bf16), otherwise CPU with fp32."""
+    """CUDA with bf16 where present (fp16 if the card lacks bf16), otherwise CPU with fp32 (inference)."""
     import torch
 
     if torch.cuda.is_available():
@@ -144,14 +144,41 @@ def device_and_dtype():
     return torch.device("cpu"), torch.float32
 
 
-def load_base(base: BaseModel, *, for_training: bool = False):
-    """(model, tokenizer) of a stored base model on the best device."""
+def bf16_supported(device) -> bool:
+    """bf16 compute on this device: CUDA cards that have it, CPUs with native bf16 (AVX512-BF16 / AMX) in oneDNN."""
     import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def training_precision(requested: str = "auto"):
+    """(device, compute dtype) for training: bf16 autocast where the device supports it, fp32 otherwise.
+
+    The frozen base weights are held in the compute dtype, the LoRA weights always in fp32."""
+    import torch
+
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if requested == "fp32":
+        return device, torch.float32
+    if bf16_supported(device):
+        return device, torch.bfloat16
+    if requested == "bf16":
+        raise BaseModelError(f"training setting precision='bf16': the {device.type} device of this machine has no "
+                             "bf16 support; use precision 'auto' or 'fp32'")
+    return device, torch.float32
+
+
+def load_base(base: BaseModel, *, for_training: bool = False, dtype=None):
+    """(model, tokenizer) of a stored base model on the best device (weights in `dtype` if given)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device, dtype = device_and_dtype()
-    if for_training and device.type == "cpu":
-        dtype = torch.float32
+    device, default = device_and_dtype()
+    if dtype is None:
+        import torch
+
+        dtype = torch.float32 if for_training and device.type == "cpu" else default
     tok = AutoTokenizer.from_pretrained(base.path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -64,8 +64,11 @@ class Settings(BaseSettings):
     lake_lock_ttl_seconds: float = Field(6 * 3600.0, gt=0, description="A lake lock older than this is stale "
                                                                       "(its holder crashed) and may be taken over")
     # training
-    min_new_conversations: int = Field(20, description="Nightly training runs only with this many new ones")
+    min_new_conversations: int = Field(20, description="Nightly training runs only with this many new training "
+                                                      "conversations + new corrections together")
     train_config: Path | None = Field(None, description="YAML file with TrainConfig overrides")
+    train_fail_after_step: int | None = Field(None, description="Testing hook: fail the training task after this "
+                                                                "optimizer step (and its checkpoint), as a kill would")
     # serving
     serve_alias: str = "champion"
     alias_poll_seconds: float = 30.0

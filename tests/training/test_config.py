@@ -20,3 +20,32 @@ def test_unknown_setting_is_refused(tmp_path):
     path.write_text("max_stepz: 3\n")
     with pytest.raises(ValueError, match="unknown training setting\\(s\\): max_stepz"):
         load_train_config(path)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lora_r": 0}, r"lora.r=0 must be an integer >= 1"),
+    ({"lora_alpha": 0}, r"lora.alpha=0 must be > 0"),
+    ({"lora_dropout": 1.0}, r"lora.dropout=1.0 must be in \[0, 1\)"),
+    ({"lora_target_modules": " , "}, r"lora.target_modules=\[\] must name at least one module"),
+    ({"precision": "fp8"}, r"precision='fp8' must be one of auto, fp32, bf16"),
+    ({"grad_accum": 0}, r"grad_accum=0 must be an integer >= 1"),
+])
+def test_impossible_settings_are_named(overrides, message):
+    from replyloop.training.config import TrainConfigError
+
+    with pytest.raises(TrainConfigError, match=message):
+        load_train_config(**overrides)
+
+
+def test_cli_names_the_impossible_setting(settings):
+    from click.testing import CliRunner
+
+    from replyloop.cli import main
+
+    out = CliRunner().invoke(main, ["train", "--lora-r", "0"])
+    assert out.exit_code == 1 and "lora.r=0 must be an integer >= 1" in out.output
+
+
+def test_target_modules_from_a_param_string():
+    cfg = load_train_config(lora_target_modules="q_proj, v_proj")
+    assert cfg.lora.target_modules == ["q_proj", "v_proj"]

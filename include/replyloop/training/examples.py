@@ -119,15 +119,17 @@ def render(tokenizer, system_prompt: str, conv: dict, max_len: int) -> Example:
     return Example(conv["conversation_id"], rendered.ids, _labels(rendered, trained))
 
 
-def build_examples(tokenizer, system_prompt: str, convs: list[dict], max_len: int) -> tuple[list[Example], dict]:
-    """Examples of the conversations that give one, and counts of the skipped ones by reason."""
-    out, skipped = [], Counter({"too_long": 0, "nothing_to_learn": 0})
+def build_examples(tokenizer, system_prompt: str, convs: list[dict], max_len: int,
+                   skipped: Counter | None = None) -> list[Example]:
+    """Examples of the conversations that give one; the others are counted by reason in `skipped`."""
+    out = []
     for conv in convs:
         try:
             out.append(render(tokenizer, system_prompt, conv, max_len))
         except Skipped as exc:
-            skipped[exc.reason] += 1
-    return out, dict(skipped)
+            if skipped is not None:
+                skipped[exc.reason] += 1
+    return out
 
 
 def prompts_and_references(convs: list[dict], limit: int) -> list[tuple[list[dict], str]]:
@@ -143,17 +145,3 @@ def prompts_and_references(convs: list[dict], limit: int) -> list[tuple[list[dic
             break
     return pairs
 
-
-def collate(batch: list[Example], pad_id: int):
-    import torch
-
-    width = max(len(ex.input_ids) for ex in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, ex in enumerate(batch):
-        n = len(ex.input_ids)
-        ids[i, :n] = torch.tensor(ex.input_ids)
-        labels[i, :n] = torch.tensor(ex.labels)
-        mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}

@@ -1,6 +1,12 @@
-"""Is there enough new curated data to be worth a nightly training run?"""
+"""Is there enough new curated data to be worth a nightly training run, and which snapshot to train?
+
+New data = training conversations the last trained snapshot did not have, plus corrections (feedback
+with a corrected reply) it did not have: a night of reviewed replies alone is worth a run.
+"""
 
 from __future__ import annotations
+
+import pandas as pd
 
 from replyloop import registry
 from replyloop.ingest.pipeline import read_snapshot
@@ -8,26 +14,49 @@ from replyloop.lake import lake_for
 from replyloop.settings import Settings
 
 
-def new_data_since_last_training(settings: Settings, *, snapshot_id: str | None = None) -> dict:
-    """Counts conversations of the snapshot that the newest registered version was not trained on."""
-    lake = lake_for(settings)
-    snap_id, messages, _ = read_snapshot(lake, snapshot_id)
-    if snap_id is None:
-        return {"ready": False, "new_conversations": 0, "message": "no curated snapshot yet: nothing to train on"}
-    current = set(messages.loc[messages["split"] == "train", "conversation_id"])
-    trained_on = None
+def snapshot_to_train(params: dict, event_extras: list[dict]) -> str | None:
+    """A manual run's `snapshot_id` Param, else the snapshot of the newest triggering Asset event, else None
+    (CURRENT)."""
+    if params.get("snapshot_id"):
+        return params["snapshot_id"]
+    named = [e["snapshot_id"] for e in event_extras if e and e.get("snapshot_id")]
+    return named[-1] if named else None
+
+
+def _corrections(feedback: pd.DataFrame) -> set[tuple[str, str, str]]:
+    if not len(feedback):
+        return set()
+    rows = feedback[feedback["correction"].notna() & (feedback["correction"].astype(str).str.len() > 0)]
+    return set(zip(rows["conversation_id"], rows["message_id"], rows["correction"]))
+
+
+def _last_trained_snapshot(settings: Settings) -> str | None:
     for v in reversed(registry.versions(settings)):
-        trained_on = (v.tags or {}).get("replyloop.snapshot_id")
-        if trained_on:
-            break
+        if trained_on := (v.tags or {}).get(registry.Tag.SNAPSHOT):
+            return trained_on
+    return None
+
+
+def new_data_since_last_training(settings: Settings, *, snapshot_id: str | None = None) -> dict:
+    """Counts conversations and corrections of the snapshot the newest registered version was not trained on."""
+    lake = lake_for(settings)
+    snap_id, messages, feedback = read_snapshot(lake, snapshot_id)
+    if snap_id is None:
+        return {"ready": False, "new_conversations": 0, "new_corrections": 0,
+                "message": "no curated snapshot yet: nothing to train on"}
+    current = set(messages.loc[messages["split"] == "train", "conversation_id"])
+    trained_on = _last_trained_snapshot(settings)
     if trained_on == snap_id:
-        new = 0
+        new, corrections = 0, 0
     elif trained_on:
-        _, old, _ = read_snapshot(lake, trained_on)
+        _, old, old_feedback = read_snapshot(lake, trained_on)
         new = len(current - set(old["conversation_id"]))
+        corrections = len(_corrections(feedback) - _corrections(old_feedback))
     else:
-        new = len(current)
-    ready = new >= settings.min_new_conversations
-    return {"ready": ready, "new_conversations": new, "snapshot_id": snap_id, "last_trained_snapshot": trained_on,
-            "message": f"{new} new training conversations in snapshot {snap_id} since {trained_on or 'the start'} "
-                       f"(need {settings.min_new_conversations}): {'training' if ready else 'skipping'}"}
+        new, corrections = len(current), len(_corrections(feedback))
+    ready = new + corrections >= settings.min_new_conversations
+    return {"ready": ready, "new_conversations": new, "new_corrections": corrections, "snapshot_id": snap_id,
+            "last_trained_snapshot": trained_on,
+            "message": f"{new} new training conversations and {corrections} new corrections in snapshot {snap_id} "
+                       f"since {trained_on or 'the start'} (need {settings.min_new_conversations} together): "
+                       f"{'training' if ready else 'skipping'}"}

@@ -1,220 +1,232 @@
-"""LoRA fine-tuning of the base model on the current curated snapshot, tracked in MLflow.
+"""LoRA fine-tuning of the base model on one curated snapshot, tracked in MLflow, resumable, idempotent.
 
-    resolve config -> load snapshot -> build examples -> build LoRA model -> loop -> save adapter
-                   -> log (params, curves, lineage, config, adapter) -> register a version
+    snapshot -> examples -> LoRA model -> loop (checkpoints) -> best adapter -> pyfunc model -> version
 
-The loop is plain PyTorch (AdamW, linear warm-up then cosine decay, gradient accumulation), on CUDA
-with bf16 autocast where present and fp32 on CPU otherwise.
+An Airflow task passes its run id as `airflow_run_id`. It is the idempotency key of the whole step:
+  - a version already registered for it is returned as it is (a retry never registers a second one);
+  - an MLflow run already started for it is continued from its last checkpoint (a killed task resumes and
+    ends at the same step with the same weights as an uninterrupted run).
+Nothing is registered until the adapter and the pyfunc model are completely logged.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import random
 import tempfile
-import time
+from collections import Counter
 from pathlib import Path
 
-import yaml
-
-from replyloop.ingest.pipeline import read_manifest, read_snapshot
-from replyloop.lake import lake_for
-from replyloop.modeling import device_and_dtype, load_base, resolve_base_model
+from replyloop import registry
+from replyloop.chat import template_sha
+from replyloop.modeling import load_base, resolve_base_model, training_precision
 from replyloop.reports import loss_curve_png
 from replyloop.settings import Settings, get_settings
 from replyloop.tracking import code_version, configure
-from replyloop.training.config import TrainConfig, make_lora_config
-from replyloop.training.examples import build_examples, collate, conversations
+from replyloop.training import checkpoint
+from replyloop.training.config import TrainConfig, check_target_modules, make_lora_config
+from replyloop.training.data import TrainingData, load_training_data, mlflow_dataset
+from replyloop.training.examples import build_examples
+from replyloop.training.loop import Trainer, held_out_loss
+from replyloop.training.manifest import ARTIFACT as MANIFEST, build_manifest
 
 log = logging.getLogger(__name__)
 
 
 class TrainingError(RuntimeError):
-    pass
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / (cfg.warmup_steps + 1)
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    return cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def length_grouped_order(lengths: list[int], batch_size: int, rng: random.Random) -> list[int]:
-    """One epoch of indices where each batch holds examples of similar length (less padding, faster CPU
-    steps), while the order of the batches stays random."""
-    idx = rng.sample(range(len(lengths)), len(lengths))
-    window = batch_size * 16
-    batches = []
-    for i in range(0, len(idx), window):
-        chunk = sorted(idx[i : i + window], key=lambda j: lengths[j])
-        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return [j for b in batches for j in b]
+    """Training cannot start or finish; the message names the snapshot, setting or run."""
 
 
 def mean_loss(model, examples, pad_id: int, batch_size: int) -> float:
-    """Token-weighted mean loss over examples (teacher forcing)."""
+    """Token-weighted held-out loss in fp32 (used by the evaluation)."""
+    return held_out_loss(model, examples, pad_id, batch_size)
+
+
+def build_lora_model(base, cfg: TrainConfig, dtype):
+    """The base model with fresh LoRA adapters (fp32) on the configured target modules."""
     import torch
-
-    total, tokens = 0.0, 0
-    model.eval()
-    with torch.inference_mode():
-        for i in range(0, len(examples), batch_size):
-            batch = {k: v.to(model.device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
-            n = int((batch["labels"][:, 1:] != -100).sum())
-            if n == 0:
-                continue
-            total += float(model(**batch).loss) * n
-            tokens += n
-    model.train()
-    return total / max(tokens, 1)
-
-
-def load_splits(settings: Settings, snapshot_id: str | None):
-    lake = lake_for(settings)
-    snap_id, messages, feedback = read_snapshot(lake, snapshot_id)
-    if snap_id is None:
-        raise TrainingError(f"no curated snapshot in {lake.url('curated/conversations/')}: run ingestion first")
-    train_convs, fb_stats = conversations(messages, feedback, "train")
-    eval_convs, _ = conversations(messages, feedback, "eval")
-    return snap_id, lake, train_convs, eval_convs, fb_stats
-
-
-def build_lora_model(settings: Settings, cfg: TrainConfig):
     from peft import get_peft_model
 
-    base = resolve_base_model(settings)
-    model, tok = load_base(base, for_training=True)
-    model = get_peft_model(model, make_lora_config(cfg.lora))
-    return base, model, tok
+    model, tok = load_base(base, for_training=True, dtype=dtype)
+    check_target_modules(model, cfg.lora)
+    torch.manual_seed(cfg.seed)
+    model = get_peft_model(model, make_lora_config(cfg.lora), autocast_adapter_dtype=True)
+    if cfg.gradient_checkpointing:
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tok
+
+
+def _examples(tok, system_prompt: str, data: TrainingData, cfg: TrainConfig):
+    skipped: Counter = Counter({"too_long": 0, "nothing_to_learn": 0})
+    train = build_examples(tok, system_prompt, data.train, cfg.max_seq_len, skipped)
+    held_out = build_examples(tok, system_prompt, data.held_out, cfg.max_seq_len)[: cfg.max_eval_examples]
+    if len(train) < cfg.min_train_examples:
+        raise TrainingError(f"snapshot {data.snapshot_id} gives {len(train)} trainable examples from "
+                            f"{len(data.train)} training conversations (skipped: {dict(skipped)}); "
+                            f"min_train_examples={cfg.min_train_examples}. Ingest more data, or raise "
+                            f"max_seq_len={cfg.max_seq_len} if conversations are too long")
+    if skipped["too_long"]:
+        log.warning("skipped %d conversations longer than max_seq_len=%d even without their oldest turns",
+                    skipped["too_long"], cfg.max_seq_len)
+    return train, held_out, dict(skipped)
+
+
+def _registered_for(settings: Settings, key: str | None) -> str | None:
+    if not key:
+        return None
+    found = [v for v in registry.versions(settings) if (v.tags or {}).get(registry.Tag.AIRFLOW_RUN_ID) == key]
+    return str(found[0].version) if found else None
+
+
+def _prior_run(settings: Settings, key: str | None) -> str | None:
+    """The MLflow run an earlier attempt of the same Airflow run started, if any."""
+    import mlflow
+
+    if not key:
+        return None
+    runs = mlflow.search_runs(experiment_names=[settings.experiment], output_format="list",
+                              filter_string=f"tags.`{registry.Tag.AIRFLOW_RUN_ID}` = '{key}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
 
 
 def train(cfg: TrainConfig, settings: Settings | None = None, *, snapshot_id: str | None = None,
-          register: bool = True) -> dict:
+          register: bool = True, airflow_run_id: str | None = None) -> dict:
     """Train one adapter; returns run id, registered version and the headline metrics."""
-    import mlflow
-    import torch
-
     settings = settings or get_settings()
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    snap_id, lake, train_convs, eval_convs, fb_stats = load_splits(settings, snapshot_id)
-    base, model, tok = build_lora_model(settings, cfg)
-    system_prompt = settings.rendered_system_prompt()
-    train_ex, _ = build_examples(tok, system_prompt, train_convs, cfg.max_seq_len)
-    eval_ex = build_examples(tok, system_prompt, eval_convs, cfg.max_seq_len)[0][: cfg.max_eval_examples]
-    if not train_ex:
-        raise TrainingError(f"snapshot {snap_id} has no trainable conversations (train split is empty)")
-    device, dtype = device_and_dtype()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    log.info("training LoRA r=%d on %d examples (%d held out) from snapshot %s on %s; %d of %d parameters trainable",
-             cfg.lora.r, len(train_ex), len(eval_ex), snap_id, device, trainable, total)
-
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
-    autocast = torch.autocast("cuda", dtype=dtype) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     configure(settings)
-    manifest = read_manifest(lake, snap_id) or {}
-    history: dict[str, list[tuple[int, float]]] = {"train_loss": [], "eval_loss": []}
-    with mlflow.start_run(run_name=f"lora-{snap_id}") as run:
-        mlflow.set_tags({"replyloop.stage": "train", "replyloop.snapshot_id": snap_id,
-                         "replyloop.base_model_sha": base.sha, "replyloop.base_model": base.source,
-                         "replyloop.code_version": code_version(), "replyloop.device": str(device)})
-        mlflow.log_params({**cfg.flat(), "snapshot_id": snap_id, "train_examples": len(train_ex),
-                           "eval_examples": len(eval_ex), "trainable_params": trainable, "device": str(device),
-                           "dtype": str(dtype).removeprefix("torch."), **{f"feedback_{k}": v for k, v in fb_stats.items()}})
-        mlflow.log_input(mlflow.data.from_pandas(
-            _lineage_frame(train_convs), source=lake.url(f"curated/conversations/{snap_id}/"),
-            name=f"snapshot-{snap_id}"), context="training")
-        mlflow.log_dict(cfg.to_dict(), "config/train.yaml")
-        mlflow.log_dict(manifest, "data/manifest.json")
+    if register and (done := _registered_for(settings, airflow_run_id)):
+        log.info("version %s is already registered for Airflow run %s: nothing to do", done, airflow_run_id)
+        return {"version": done, "airflow_run_id": airflow_run_id, "already_registered": True,
+                **_run_summary(settings, done)}
+    data = load_training_data(settings, snapshot_id)
+    base = resolve_base_model(settings)
+    device, dtype = training_precision(cfg.precision)
+    model, tok = build_lora_model(base, cfg, dtype)
+    train_ex, held_out, skipped = _examples(tok, settings.rendered_system_prompt(), data, cfg)
+    manifest = build_manifest(cfg, snapshot_id=data.snapshot_id, dataset_hash=data.dataset_hash, base=base,
+                              chat_template_sha=template_sha(tok), device=device.type,
+                              dtype=str(dtype).removeprefix("torch."), code_version=code_version(),
+                              system_prompt=settings.rendered_system_prompt())
+    trainer = Trainer(model, cfg, train_ex, held_out, tok.pad_token_id, device, dtype,
+                      fail_after_step=settings.train_fail_after_step)
+    return _tracked_run(settings, cfg, data, base, manifest, trainer, tok, skipped, register=register,
+                        airflow_run_id=airflow_run_id)
 
-        eval_loss0 = mean_loss(model, eval_ex, tok.pad_token_id, cfg.batch_size) if eval_ex else float("nan")
-        history["eval_loss"].append((0, eval_loss0))
-        mlflow.log_metric("eval_loss", eval_loss0, step=0)
-        model.train()
-        order: list[int] = []
-        lengths = [len(ex.input_ids) for ex in train_ex]
-        started = time.monotonic()
-        for step in range(cfg.max_steps):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            step_loss = 0.0
-            for _ in range(cfg.grad_accum):
-                if len(order) < cfg.batch_size:
-                    order += length_grouped_order(lengths, cfg.batch_size, rng)
-                idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
-                batch = {k: v.to(device) for k, v in collate([train_ex[i] for i in idx], tok.pad_token_id).items()}
-                with autocast:
-                    loss = model(**batch).loss / cfg.grad_accum
-                loss.backward()
-                step_loss += loss.item()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            history["train_loss"].append((step + 1, step_loss))
-            mlflow.log_metrics({"train_loss": step_loss, "lr": lr_at(step, cfg)}, step=step + 1)
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
-                el = mean_loss(model, eval_ex, tok.pad_token_id, cfg.batch_size) if eval_ex else float("nan")
-                history["eval_loss"].append((step + 1, el))
-                mlflow.log_metric("eval_loss", el, step=step + 1)
-                rate = (step + 1) / (time.monotonic() - started)
-                log.info("step %d/%d train_loss=%.3f eval_loss=%.3f (%.2f steps/s)", step + 1, cfg.max_steps,
-                         step_loss, el, rate)
-        secs = time.monotonic() - started
-        final_eval = history["eval_loss"][-1][1]
-        mlflow.log_metrics({"train_seconds": secs, "final_train_loss": history["train_loss"][-1][1],
-                            "final_eval_loss": final_eval, "eval_perplexity": math.exp(min(final_eval, 50))})
-        mlflow.log_figure(loss_curve_png(history), "plots/loss_curve.png")
 
-        result = {"run_id": run.info.run_id, "snapshot_id": snap_id, "train_examples": len(train_ex),
-                  "final_train_loss": history["train_loss"][-1][1], "final_eval_loss": final_eval,
-                  "initial_eval_loss": eval_loss0, "train_seconds": round(secs, 1), "version": None}
-        with tempfile.TemporaryDirectory() as tmp:
-            adapter = Path(tmp) / "adapter"
-            model.save_pretrained(adapter)
-            (adapter / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
-            if register:
-                result["version"] = _log_and_register(settings, adapter, base, snap_id, run.info.run_id)
+def _tracked_run(settings, cfg, data, base, manifest, trainer, tok, skipped, *, register, airflow_run_id) -> dict:
+    import mlflow
+
+    client = registry.client(settings)
+    prior = _prior_run(settings, airflow_run_id)
+    with mlflow.start_run(run_id=prior, run_name=None if prior else f"lora-{data.snapshot_id}",
+                          log_system_metrics=True) as run:
+        run_id = run.info.run_id
+        if prior:
+            saved = checkpoint.load_latest(client, run_id)
+            if saved:
+                trainer.restore(saved)
+        else:
+            _log_run_start(settings, cfg, data, base, manifest, trainer, skipped, airflow_run_id)
+        state = trainer.run(
+            on_step=lambda step, metrics: mlflow.log_metrics(metrics, step=step),
+            on_eval=lambda step, loss: mlflow.log_metric("eval_loss", loss, step=step),
+            on_checkpoint=lambda snap: checkpoint.save(client, run_id, snap))
+        result = _finish(state, cfg, data, run_id, airflow_run_id)
+        mlflow.log_metrics({k: v for k, v in result.items() if k in _FINAL_METRICS})
+        mlflow.log_figure(loss_curve_png(state.history), "plots/loss_curve.png")
+        if register:
+            result["version"] = _log_and_register(settings, trainer.model, base, data, manifest, run_id,
+                                                  airflow_run_id)
     log.info("trained: %s", result)
     return result
 
 
-def _lineage_frame(convs: list[dict]):
-    import pandas as pd
-
-    return pd.DataFrame({"conversation_id": [c["conversation_id"] for c in convs],
-                         "turns": [len(c["turns"]) for c in convs]})
+_FINAL_METRICS = ("final_train_loss", "final_eval_loss", "best_eval_loss", "best_step", "steps")
 
 
-def _log_and_register(settings: Settings, adapter: Path, base, snap_id: str, run_id: str) -> str:
+def _log_run_start(settings, cfg, data, base, manifest, trainer, skipped, airflow_run_id) -> None:
+    import mlflow
+
+    trainable = sum(p.numel() for p in trainer.params)
+    mlflow.set_tags({"replyloop.stage": "train", registry.Tag.SNAPSHOT: data.snapshot_id,
+                     registry.Tag.DATASET_HASH: data.dataset_hash, registry.Tag.BASE_MODEL_SHA: base.sha,
+                     registry.Tag.CHAT_TEMPLATE_SHA: manifest["chat_template_sha"],
+                     registry.Tag.CODE_VERSION: manifest["code_version"], "replyloop.device": manifest["device"],
+                     **({registry.Tag.AIRFLOW_RUN_ID: airflow_run_id} if airflow_run_id else {})})
+    mlflow.log_params({**cfg.flat(), "snapshot_id": data.snapshot_id, "train_examples": len(trainer.train),
+                       "held_out_examples": len(trainer.held_out), "trainable_params": trainable,
+                       "device": manifest["device"], "dtype": manifest["dtype"],
+                       **{f"skipped_{k}": v for k, v in skipped.items()},
+                       **{f"feedback_{k}": v for k, v in data.feedback_stats.items()}})
+    mlflow.log_input(mlflow_dataset(data), context="training")
+    mlflow.log_dict(manifest, MANIFEST)
+    log.info("training LoRA r=%d on %d examples (%d held out) from snapshot %s on %s/%s; %d trainable parameters",
+             cfg.lora.r, len(trainer.train), len(trainer.held_out), data.snapshot_id, manifest["device"],
+             manifest["dtype"], trainable)
+
+
+def _finish(state, cfg, data, run_id: str, airflow_run_id) -> dict:
+    evals = state.history["eval_loss"]
+    return {"run_id": run_id, "snapshot_id": data.snapshot_id, "airflow_run_id": airflow_run_id,
+            "steps": state.step, "stopped_early": state.stopped_early, "resumed_from": state.resumed_from,
+            "final_train_loss": state.history["train_loss"][-1][1] if state.history["train_loss"] else float("nan"),
+            "initial_eval_loss": evals[0][1] if evals else float("nan"),
+            "final_eval_loss": evals[-1][1] if evals else float("nan"),
+            "best_eval_loss": state.best_loss if evals else float("nan"), "best_step": state.best_step,
+            "version": None}
+
+
+def _run_summary(settings: Settings, version: str) -> dict:
+    mv = registry.client(settings).get_model_version(settings.model_name, version)
+    run = registry.client(settings).get_run(mv.run_id)
+    m = run.data.metrics
+    return {"run_id": mv.run_id, "snapshot_id": run.data.tags.get(registry.Tag.SNAPSHOT),
+            "final_train_loss": m.get("final_train_loss"), "final_eval_loss": m.get("final_eval_loss"),
+            "initial_eval_loss": m.get("eval_loss"), "steps": m.get("steps")}
+
+
+def _log_and_register(settings, model, base, data, manifest, run_id: str, airflow_run_id) -> str:
     import mlflow
 
     from replyloop.assistant import ReplyAssistant
-    from replyloop.registry import client
 
-    info = mlflow.pyfunc.log_model(
-        name="assistant",
-        python_model=ReplyAssistant(),
-        artifacts={"adapter": str(adapter)},
-        model_config={"base_model_sha": base.sha, "base_model": base.source,
-                      "system_prompt": settings.rendered_system_prompt(), "max_new_tokens": settings.max_new_tokens},
-        pip_requirements=_pip_requirements(),
-    )
-    mv = mlflow.register_model(info.model_uri, settings.model_name,
-                               tags={"replyloop.snapshot_id": snap_id, "replyloop.base_model_sha": base.sha,
-                                     "replyloop.code_version": code_version(), "replyloop.run_id": run_id})
-    c = client(settings)
-    c.update_model_version(settings.model_name, mv.version,
-                           description=f"LoRA adapter on base {base.sha[:16]} trained on snapshot {snap_id}")
-    log.info("registered %s version %s (%s)", settings.model_name, mv.version, info.model_uri)
-    return str(mv.version)
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = Path(tmp) / "adapter"
+        model.save_pretrained(adapter)
+        info = mlflow.pyfunc.log_model(
+            name="assistant", python_model=ReplyAssistant(), artifacts={"adapter": str(adapter)},
+            model_config={"base_model_sha": base.sha, "base_model": base.source,
+                          "system_prompt": settings.rendered_system_prompt(), "max_new_tokens": settings.max_new_tokens,
+                          "chat_template_sha": manifest["chat_template_sha"]},
+            pip_requirements=_pip_requirements())
+    tags = {registry.Tag.SNAPSHOT: data.snapshot_id, registry.Tag.DATASET_HASH: data.dataset_hash,
+            registry.Tag.BASE_MODEL_SHA: base.sha, registry.Tag.CHAT_TEMPLATE_SHA: manifest["chat_template_sha"],
+            registry.Tag.CODE_VERSION: manifest["code_version"]}
+    return registry.register_version(
+        settings, model_uri=info.model_uri, run_id=run_id, tags=tags, idempotency_key=airflow_run_id,
+        description=f"LoRA adapter on base {base.sha[:16]} trained on snapshot {data.snapshot_id}")
 
 
 def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{p}=={version(p)}" for p in ("mlflow", "torch", "transformers", "peft", "pydantic-settings")]
+
+
+def train_like(settings: Settings, version: str, *, register: bool = True) -> dict:
+    """Re-run the manifest of a registered version: same snapshot, config, seed, system prompt and base."""
+    from replyloop.training.config import config_from_dict
+    from replyloop.training.manifest import manifest_of_version, package_versions
+
+    manifest = manifest_of_version(settings, version)
+    base = resolve_base_model(settings)
+    if base.sha != manifest["base_model_sha"]:
+        raise TrainingError(f"version {version} was trained on base model {manifest['base_model_sha'][:16]}, but "
+                            f"REPLYLOOP_BASE_MODEL={settings.base_model!r} resolves to {base.sha[:16]}")
+    now = package_versions()
+    changed = {k: f"{v} -> {now.get(k)}" for k, v in manifest["packages"].items() if now.get(k) != v}
+    if changed:
+        log.warning("package versions differ from version %s's run (weights may differ slightly): %s", version, changed)
+    like = settings.model_copy(update={"system_prompt": manifest["system_prompt"].replace("{", "{{").replace("}", "}}")})
+    return train(config_from_dict(manifest["train_config"]), like, snapshot_id=manifest["snapshot_id"],
+                 register=register)

@@ -1,0 +1,216 @@
+"""LoRA training speed: replyloop's trainer against the canonical recipe, side by side, same everything.
+
+Both recipes fine-tune the same base model (`replyloop.modeling.resolve_base_model`, SmolLM2-135M-Instruct
+by default) with the same LoRA settings, learning rate, batch size, number of optimizer steps, seed and
+the same training / held-out examples (rendered once by `replyloop.training.examples`):
+  - canonical: transformers `Trainer` + peft, every example padded to max_seq_len, default settings
+    (fp32, full-vocabulary logits at every position);
+  - replyloop: `replyloop.training.loop.Trainer` (length-binned batches, head only on labelled positions,
+    bf16 autocast where the CPU/GPU has it, fp32 LoRA weights).
+Each recipe runs in its own child process (so its peak RSS is its own). Printed per recipe: supervised
+tokens/s, peak RSS, held-out loss (same fp32 evaluation for both), achieved FLOP/s against the matmul peak
+this script measures (fp32 and bf16), then the ratios.
+
+The conversations come from `replyloop demo-data` (generated; no real customer-service conversation set is
+installable offline here: see docs/training.md).
+
+    python bench/train.py                          # 24 examples, 6 steps of 4: small, for a shared machine
+    python bench/train.py --examples 64 --steps 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "include"))
+
+
+def matmul_peak(dtype_name: str, n: int = 1024, seconds: float = 1.5) -> float:
+    """FLOP/s of square matmuls in one process (all its threads)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.matmul(a, b)
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.matmul(a, b)
+        runs += 1
+    return 2 * n**3 * runs / (time.perf_counter() - started)
+
+
+def prepare(work: Path, n_examples: int, n_held_out: int, max_len: int) -> dict:
+    """Generate, ingest and render examples once; both recipes read them from disk."""
+    from transformers import AutoTokenizer
+
+    from replyloop.demo_data import generate_landing
+    from replyloop.ingest.pipeline import run_ingest
+    from replyloop.lake import open_lake
+    from replyloop.modeling import resolve_base_model
+    from replyloop.settings import get_settings
+    from replyloop.training.data import load_training_data
+    from replyloop.training.examples import build_examples
+
+    settings = get_settings()
+    lake_settings = settings.model_copy(update={"lake_uri": str(work / "lake")})
+    per_day = max(60, (n_examples + n_held_out) * 2)
+    generate_landing(open_lake(lake_settings.lake).write_bytes, start_date=date(2026, 11, 20), days=1,
+                     conversations_per_day=per_day)
+    run_ingest(lake_settings)
+    data = load_training_data(lake_settings, None)
+    base = resolve_base_model(settings)
+    tok = AutoTokenizer.from_pretrained(base.path)
+    prompt = settings.rendered_system_prompt()
+    train = build_examples(tok, prompt, data.train, max_len)[:n_examples]
+    held = build_examples(tok, prompt, data.held_out + data.train[len(train) * 2:], max_len)[:n_held_out]
+    out = {"base_path": str(base.path), "train": [vars(e) for e in train], "held_out": [vars(e) for e in held]}
+    (work / "examples.json").write_text(json.dumps(out))
+    return out
+
+
+def flops_per_token(model, head_positions_share: float) -> float:
+    """Forward + backward-to-inputs FLOPs per processed token of a frozen base with LoRA (~4 x params), the
+    output head counted only on the share of positions where a recipe computes it. Attention is left out."""
+    body = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+    emb = model.get_output_embeddings().weight
+    return 4 * body + 4 * emb.numel() * head_positions_share
+
+
+def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float) -> dict:
+    import torch
+
+    from replyloop.training.config import load_train_config
+    from replyloop.training.examples import Example
+    from replyloop.training.loop import held_out_loss
+
+    data = json.loads((work / "examples.json").read_text())
+    train = [Example(**e) for e in data["train"]]
+    held = [Example(**e) for e in data["held_out"]]
+    max_len = max(len(e.input_ids) for e in train + held)
+    cfg = load_train_config(max_steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=1,
+                            early_stopping_patience=0, checkpoint_every=10_000, eval_every=10_000,
+                            max_seq_len=max(max_len, 8))
+    torch.manual_seed(cfg.seed)
+    started = time.perf_counter()
+    model, info = (_replyloop if recipe == "replyloop" else _canonical)(data["base_path"], cfg, train)
+    seconds = time.perf_counter() - started - info.pop("setup_seconds")
+    supervised = sum(sum(1 for x in e.labels[1:] if x != -100) for e in train) * steps * batch / len(train)
+    loss = held_out_loss(model, held, info.pop("pad_id"), 8, torch.device("cpu"), torch.float32)
+    per_token = flops_per_token(model.get_base_model(), info["head_share"])
+    return {"recipe": recipe, "seconds": seconds, "supervised_tokens_per_s": supervised / seconds,
+            "processed_tokens_per_s": info["processed_tokens"] / seconds,
+            "achieved_flops": per_token * info["processed_tokens"] / seconds, "held_out_loss": loss,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info}
+
+
+def _replyloop(base_path: str, cfg, train):
+    from replyloop.modeling import BaseModel, training_precision
+    from replyloop.training.loop import Trainer
+    from replyloop.training.train import build_lora_model
+
+    t0 = time.perf_counter()
+    device, dtype = training_precision(cfg.precision)
+    model, tok = build_lora_model(BaseModel(Path(base_path), "bench", "bench"), cfg, dtype)
+    trainer = Trainer(model, cfg, train, [], tok.pad_token_id, device, dtype)
+    processed, labelled = [0], [0]
+    original = trainer.optimizer_step
+
+    def counted(index_batches):
+        for idx in index_batches:
+            width = max(len(train[i].input_ids) for i in idx)
+            processed[0] += width * len(idx)
+            labelled[0] += sum(sum(1 for x in train[i].labels[1:] if x != -100) for i in idx)
+        return original(index_batches)
+
+    trainer.optimizer_step = counted
+    setup = time.perf_counter() - t0
+    trainer.run(on_step=lambda *a: None, on_eval=lambda *a: None, on_checkpoint=lambda *a: None)
+    return model, {"setup_seconds": setup, "pad_id": tok.pad_token_id, "dtype": str(dtype).removeprefix("torch."),
+                   "processed_tokens": processed[0], "head_share": labelled[0] / max(processed[0], 1)}
+
+
+def _canonical(base_path: str, cfg, train):
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
+
+    from replyloop.training.config import make_lora_config
+
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(base_path)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    model = get_peft_model(model, make_lora_config(cfg.lora))
+    width = cfg.max_seq_len
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rows = [{"input_ids": e.input_ids + [pad] * (width - len(e.input_ids)),
+             "attention_mask": [1] * len(e.input_ids) + [0] * (width - len(e.input_ids)),
+             "labels": e.labels + [-100] * (width - len(e.labels))} for e in train]
+    tmp = tempfile.mkdtemp(prefix="bench-canonical-")
+    args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=cfg.batch_size, max_steps=cfg.max_steps,
+                             learning_rate=cfg.learning_rate, seed=cfg.seed, report_to=[], save_strategy="no",
+                             logging_strategy="no", use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=default_data_collator)
+    setup = time.perf_counter() - t0
+    trainer.train()
+    return model, {"setup_seconds": setup, "pad_id": pad, "dtype": "float32",
+                   "processed_tokens": width * cfg.batch_size * cfg.max_steps, "head_share": 1.0}
+
+
+def child(recipe: str, work: Path, args) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", recipe, "--work", str(work), "--steps", str(args.steps),
+                          "--batch", str(args.batch), "--lr", str(args.lr)], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{recipe} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--examples", type=int, default=24)
+    p.add_argument("--held-out", type=int, default=16)
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--max-seq-len", type=int, default=256)
+    p.add_argument("--child", choices=["replyloop", "canonical"])
+    p.add_argument("--work", type=Path)
+    args = p.parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    if args.child:
+        print(json.dumps(run_recipe(args.child, args.work, args.steps, args.batch, args.lr)))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        work = Path(tmp)
+        data = prepare(work, args.examples, args.held_out, args.max_seq_len)
+        lengths = [len(e["input_ids"]) for e in data["train"]]
+        print(f"{len(lengths)} training examples (tokens: mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}), "
+              f"{len(data['held_out'])} held out; {args.steps} steps of {args.batch}; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        peaks = {d: matmul_peak(d) for d in ("float32", "bfloat16")}
+        print(f"measured matmul peak: fp32 {peaks['float32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.1f} GFLOP/s")
+        results = {r: child(r, work, args) for r in ("canonical", "replyloop")}
+    for r in results.values():
+        peak = peaks["bfloat16" if r["dtype"] == "bfloat16" else "float32"]
+        print(f"{r['recipe']:>9}: {r['supervised_tokens_per_s']:8.1f} supervised tok/s  "
+              f"{r['processed_tokens_per_s']:8.1f} processed tok/s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+              f"held-out loss {r['held_out_loss']:.4f}  {r['achieved_flops'] / 1e9:6.1f} GFLOP/s = "
+              f"{100 * r['achieved_flops'] / peak:4.1f}% of the {r['dtype']} peak  ({r['seconds']:.1f} s)")
+    c, o = results["canonical"], results["replyloop"]
+    print(f"ratio replyloop/canonical: {o['supervised_tokens_per_s'] / c['supervised_tokens_per_s']:.2f}x supervised "
+          f"tokens/s (target >= 3x), held-out loss {o['held_out_loss']:.4f} vs {c['held_out_loss']:.4f} "
+          f"({'equal or better' if o['held_out_loss'] <= c['held_out_loss'] + 1e-3 else 'WORSE'}), peak RSS "
+          f"{o['peak_rss_mb'] / c['peak_rss_mb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
