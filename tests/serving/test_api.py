@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -15,7 +14,7 @@ from replyloop.contract import SERVED_AUTHOR_PREFIX
 from replyloop.serving.main import create_app
 from replyloop.serving.security import keys_file, sign
 
-from .conftest import WEBHOOK_SECRET, wait_ready
+from .conftest import WEBHOOK_SECRET
 
 CONVERSATION = {"conversation_id": "c-api-1", "platform": "twitter", "channel": "public_reply",
                 "messages": [{"role": "customer", "text": "@AcmeSupport my parcel is late", "author_id": "u-1"},

@@ -21,8 +21,9 @@ def test_a_correction_reaches_the_next_training_examples(serve_settings, api_key
     with TestClient(create_app(settings)) as c:
         c.headers["X-API-Key"] = api_key
         wait_ready(c)
+        asks = [{"role": "customer", "text": "@AcmeSupport my parcel is a week late"}]
         body = c.post("/v1/replies", json={"conversation_id": "c-loop-1", "platform": "twitter",
-                                           "messages": [{"role": "customer", "text": "@AcmeSupport my parcel is a week late"}]}).json()
+                                           "messages": asks}).json()
         assert c.post("/v1/feedback", json={"reply_id": body["reply_id"], "rating": "down",
                                             "correction": CORRECTION}).status_code == 202
     day = datetime.now(UTC).date().isoformat()

@@ -53,7 +53,8 @@ def summarize(replies: pd.DataFrame, feedback: pd.DataFrame, drift: dict) -> dic
         "latency_ms_p95": float(lat.quantile(0.95)) if len(lat) else float("nan"),
         "fallbacks": int(replies["fallback"].sum()),
         "fallback_rate": float(replies["fallback"].mean()) if len(replies) else float("nan"),
-        "fallbacks_by_reason": {str(k): int(v) for k, v in replies["fallback_reason"].dropna().value_counts().items()},
+        "fallbacks_by_reason": {str(k): int(v)
+                                for k, v in replies["fallback_reason"].dropna().value_counts().items()},
         **drift,
     }
 
@@ -101,7 +102,8 @@ def figures(replies: pd.DataFrame, summary: dict) -> dict:
 def _table(title: str, rates: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['down_rate']:.1%}</td><td>{v['ratings']}</td></tr>"
                    for k, v in sorted(rates.items()))
-    return f"<h3>{html.escape(title)}</h3><table><tr><th></th><th>down-vote rate</th><th>ratings</th></tr>{rows}</table>"
+    return (f"<h3>{html.escape(title)}</h3><table><tr><th></th><th>down-vote rate</th><th>ratings</th></tr>"
+            f"{rows}</table>")
 
 
 def html_report(summary: dict, reasons: list[str], days: list[str]) -> str:

@@ -76,8 +76,9 @@ class CT2Engine:
         from transformers import AutoTokenizer
 
         self.device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-        if compute_type == "auto":
-            compute_type = "int8" if self.device == "cpu" else "int8_bfloat16"
+        if compute_type == "auto":  # int8 on CPU (measured: bench/serve.py); bf16 (else fp16) on CUDA
+            supported = ctranslate2.get_supported_compute_types(self.device)
+            compute_type = "int8" if self.device == "cpu" else ("bfloat16" if "bfloat16" in supported else "float16")
         self.compute_type = compute_type
         self.tok = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
         self.gen = ctranslate2.Generator(str(model_dir / "ct2"), device=self.device, compute_type=compute_type,

@@ -63,7 +63,8 @@ class ReplyIndex:
         """True the first time a signature is seen; signatures older than the tolerance are forgotten."""
         with self._lock:
             self._db.execute("DELETE FROM webhook_deliveries WHERE ts < ?", (forget_before,))
-            cur = self._db.execute("INSERT OR IGNORE INTO webhook_deliveries VALUES (?, ?, ?)", (signature, platform, ts))
+            cur = self._db.execute("INSERT OR IGNORE INTO webhook_deliveries VALUES (?, ?, ?)",
+                                   (signature, platform, ts))
             return cur.rowcount == 1
 
     def close(self) -> None:
@@ -125,8 +126,8 @@ class ReplyLog:
         for partition, group in groups.items():
             try:
                 self._append(partition, [json.dumps(r, ensure_ascii=False) + "\n" for _, r, _ in group])
-                rows = [(r["reply_id"], r["conversation_id"], r["model_version"], r["messages"][-1]["created_at"], partition)
-                        for kind, r, _ in group if kind == "replies"]
+                rows = [(r["reply_id"], r["conversation_id"], r["model_version"], r["messages"][-1]["created_at"],
+                         partition) for kind, r, _ in group if kind == "replies"]
                 if rows:
                     self.index.add(rows)
             except Exception as exc:  # the lake or the index failed: these requests are refused, not half-served

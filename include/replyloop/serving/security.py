@@ -85,7 +85,8 @@ def create_key(settings: Settings, name: str) -> str:
     if any(e["name"] == name for e in entries):
         raise SecurityConfigError(f"{path}: a key named {name!r} exists already; revoke it first or pick another name")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    entries.append({"name": name, "sha256": hash_key(key), "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    entries.append({"name": name, "sha256": hash_key(key),
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds")})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(entries, indent=1))

@@ -112,11 +112,11 @@ class ReplyService:
         reply_id = f"r-{uuid.uuid4().hex}"
         stamp = now_iso()
         conversation_id = body.conversation_id or f"api-{uuid.uuid4().hex[:20]}"
-        messages = [{"message_id": t["message_id"] or f"{reply_id}-in{i}", "role": t["role"],
-                     "author_id": t["author_id"] or t["role"], "text": t["text"], "created_at": t["created_at"] or stamp}
+        messages = [{"message_id": t["message_id"] or f"{reply_id}-in{i}", "role": t["role"], "text": t["text"],
+                     "author_id": t["author_id"] or t["role"], "created_at": t["created_at"] or stamp}
                     for i, t in enumerate(turns)]
-        messages.append({"message_id": reply_id, "role": "agent", "author_id": f"{SERVED_AUTHOR_PREFIX}v{loaded.version}",
-                         "text": text, "created_at": stamp})
+        messages.append({"message_id": reply_id, "role": "agent", "text": text, "created_at": stamp,
+                         "author_id": f"{SERVED_AUTHOR_PREFIX}v{loaded.version}"})
         record = {"conversation_id": conversation_id, "platform": body.platform, "channel": body.channel,
                   "created_at": messages[0]["created_at"], "messages": messages, "reply_id": reply_id,
                   "model_version": loaded.version, "fallback": reason is not None, "fallback_reason": reason,
