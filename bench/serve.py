@@ -45,11 +45,11 @@ def bandwidth_gbs() -> float:
 
 def agreement(settings, version: str, n: int) -> dict:
     from replyloop import registry
-    from replyloop.serving.engine import CT2Engine, HFEngine, convert_version, version_config
+    from replyloop.serving.engine import CT2Engine, convert_version, version_config
 
     convs = golden_conversations()[:n]
     t = time.perf_counter()
-    ref = [g.text for g in HFEngine(registry.load_version(settings, version)).generate(convs)]
+    ref = registry.load_version(settings, version).reply(convs)  # the reference path, in batches of 8
     hf_secs = time.perf_counter() - t
     files = registry.download_version(settings, version)
     cfg = version_config(files)
@@ -182,10 +182,11 @@ def main() -> None:
         print(f"{n:>7} | {pct(b['lat'], .5):>8.2f}s {pct(b['lat'], .95):>6.2f}s {b_rps:>6.2f} | "
               f"{pct(f['lat'], .5):>12.3f}s {pct(f['lat'], .95):>6.3f}s {f_rps:>6.2f} {f['errors']:>4} | "
               f"{pct(f['lat'], .5) / pct(b['lat'], .5):>8.3f}x {f_rps / b_rps:>8.1f}x")
-    weights = next((home / "models" / "engines" / "ctranslate2").glob("*/ct2/model.bin")).stat().st_size
+    # float32 weights: the converted file is float16, so twice its size is read per decoding step
+    weights = 2 * next((home / "models" / "engines" / "ctranslate2").glob("*/ct2/model.bin")).stat().st_size
     one = fast[1]
     per_stream = one["tokens"] / one["wall"]
-    print(f"\ntokens/s at 1 client: {per_stream:.0f}; bandwidth limit for {weights / 1e6:.0f} MB of int8 weights "
+    print(f"\ntokens/s at 1 client: {per_stream:.0f}; bandwidth limit for {weights / 1e6:.0f} MB of float32 weights "
           f"read per step: {bw * 1e9 / weights:.0f} tokens/s per stream ({per_stream / (bw * 1e9 / weights):.0%} of it)")
     print(f"tokens/s at 16 clients: {fast[16]['tokens'] / fast[16]['wall']:.0f} (micro-batches share each weight read)")
     try:

@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     # serving: engine, batching, limits, security, durable reply log (owner: serving)
     serve_engine: str = Field("auto", description="'auto' (CTranslate2 when installed, else the HF reference "
                                                   "path), 'ctranslate2' or 'hf'")
-    serve_compute_type: str = Field("auto", description="CTranslate2 compute type: 'auto' (int8 on CPU, "
-                                                        "bfloat16/float16 on CUDA), 'int8', 'float32', ...")
+    serve_compute_type: str = Field("auto", description="CTranslate2 compute type: 'auto' (float32 on CPU, "
+                                                        "bfloat16/float16 on CUDA), 'int8' (faster, other "
+                                                        "greedy replies), 'float32', ...")
     serve_threads: int = Field(0, ge=0, description="CPU threads of the engine; 0 = one per core")
     serve_max_batch: int = Field(16, ge=1, description="Micro-batch: at most this many requests per generate call")
     serve_batch_wait_ms: float = Field(4.0, ge=0, description="Micro-batch: wait this long for more requests")

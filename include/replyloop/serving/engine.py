@@ -1,8 +1,8 @@
 """Inference engines for a registered version: CTranslate2 on merged weights (fast path) or the HF reference.
 
 Chosen by measurement (bench/serve.py, docs/api.md): CTranslate2 installs as a wheel in seconds, runs the
-LoRA-merged Llama with int8 weights on CPU (bf16/fp16 on CUDA, same code) and decodes a micro-batch in
-one `generate_batch` call. Both engines build prompts with `replyloop.chat` (what is trained is what is
+LoRA-merged Llama (float32 on CPU, which keeps the reference's greedy replies; int8 on request; bf16/fp16
+on CUDA, same code) and decodes a micro-batch in one `generate_batch` call. Both engines build prompts with `replyloop.chat` (what is trained is what is
 served) and decode greedily under the reference rules of `modeling.ReplyGenerator`: repetition penalty
 1.1, no repeated 4-grams, no token containing '@'.
 
@@ -76,9 +76,9 @@ class CT2Engine:
         from transformers import AutoTokenizer
 
         self.device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-        if compute_type == "auto":  # int8 on CPU (measured: bench/serve.py); bf16 (else fp16) on CUDA
+        if compute_type == "auto":  # float32 on CPU: int8 changes the greedy replies (bench/serve.py)
             supported = ctranslate2.get_supported_compute_types(self.device)
-            compute_type = "int8" if self.device == "cpu" else ("bfloat16" if "bfloat16" in supported else "float16")
+            compute_type = "float32" if self.device == "cpu" else ("bfloat16" if "bfloat16" in supported else "float16")
         self.compute_type = compute_type
         self.tok = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
         self.gen = ctranslate2.Generator(str(model_dir / "ct2"), device=self.device, compute_type=compute_type,
@@ -91,14 +91,20 @@ class CT2Engine:
     def generate(self, conversations: list[list[dict]]) -> list[Generation]:
         prompts = [self.tok.convert_ids_to_tokens(prompt_ids(self.tok, c, self.system_prompt, self.max_prompt_tokens))
                    for c in conversations]
+        # The prompt goes through the decoding loop (include_prompt_in_result) so that the repetition penalty
+        # and the n-gram block see the prompt's tokens, as transformers' `generate` does; with the prompt
+        # forwarded at once they would see the reply only, and the replies differ (measured: 0/4 equal).
         results = self.gen.generate_batch(
-            prompts, max_length=self.max_new_tokens, sampling_topk=1, include_prompt_in_result=False,
-            repetition_penalty=REPETITION_PENALTY, no_repeat_ngram_size=NO_REPEAT_NGRAM,
-            suppress_sequences=self.suppressed or None, end_token=self.tok.eos_token)
+            prompts, max_length=max(map(len, prompts)) + self.max_new_tokens, sampling_topk=1,
+            include_prompt_in_result=True, repetition_penalty=REPETITION_PENALTY,
+            no_repeat_ngram_size=NO_REPEAT_NGRAM, suppress_sequences=self.suppressed or None,
+            end_token=self.tok.eos_token)
         out = []
-        for r in results:
-            ids = [i for i in r.sequences_ids[0] if i != self.tok.eos_token_id]
-            out.append(Generation(self.tok.decode(ids, skip_special_tokens=True).strip(), len(r.sequences_ids[0])))
+        for prompt, r in zip(prompts, results, strict=True):
+            ids = r.sequences_ids[0][len(prompt) - 1:][: self.max_new_tokens]  # the result omits the first token
+            if self.tok.eos_token_id in ids:
+                ids = ids[: ids.index(self.tok.eos_token_id)]
+            out.append(Generation(self.tok.decode(ids, skip_special_tokens=True).strip(), len(ids)))
         return out
 
 
