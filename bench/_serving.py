@@ -19,7 +19,9 @@ sys.path.insert(0, str(ROOT / "include"))
 
 
 def bench_env(home: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPLYLOOP_") and k != "MLFLOW_TRACKING_URI"}
+    keep = ("REPLYLOOP_BASE_MODEL",)  # a bench home may be made on another base model (bench/load.py --base-model)
+    env = {k: v for k, v in os.environ.items()
+           if (not k.startswith("REPLYLOOP_") or k in keep) and k != "MLFLOW_TRACKING_URI"}
     env.update({"REPLYLOOP_HOME": str(home), "PYTHONPATH": str(ROOT / "include"), "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1", **extra})
     return env

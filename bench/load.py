@@ -1,6 +1,6 @@
 """Load test on loopback: N requests at C concurrent clients, each reply rated (every 5th corrected).
 
-    python bench/load.py [--home DIR] [--requests 2000] [--clients 16] [--timeout 1800]
+    python bench/load.py [--home DIR] [--requests 2000] [--clients 16] [--timeout 1800] [--base-model DIR]
 
 Serves the bench home's champion (see bench/serve.py) with `replyloop serve` in a subprocess, sends the
 golden conversations round-robin, stops the server with SIGTERM (graceful shutdown flushes the reply
@@ -35,7 +35,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=1800, help="stop sending after this many seconds")
+    ap.add_argument("--base-model", default=None, help="base model of a new bench home (default: SmolLM2)")
     args = ap.parse_args()
+    if args.base_model:
+        os.environ["REPLYLOOP_BASE_MODEL"] = args.base_model
     home = args.home or Path(os.environ.get("REPLYLOOP_HOME", ROOT / ".replyloop")) / "bench-serve"
     home.mkdir(parents=True, exist_ok=True)
     setup = prepare_home(home)
