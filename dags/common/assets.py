@@ -10,6 +10,9 @@ CURATED_SNAPSHOT = Asset(name="replyloop.curated_snapshot", uri="replyloop://lak
                          extra={"contract": "ARCHITECTURE.md#data-contract"})
 CANDIDATE_MODEL = Asset(name="replyloop.candidate_model", uri="replyloop://registry/replyloop-assistant/candidate")
 CHAMPION_MODEL = Asset(name="replyloop.champion_model", uri="replyloop://registry/replyloop-assistant/champion")
+# Emitted by monitor_feedback when the down-vote rate or drift passes its threshold; finetune_lora may
+# list it in its schedule (`CURATED_SNAPSHOT | RETRAIN_REQUEST`) to retrain on the current snapshot.
+RETRAIN_REQUEST = Asset(name="replyloop.retrain_request", uri="replyloop://monitoring/retrain-request")
 
 DEFAULT_ARGS = {"owner": "replyloop", "retries": 2}
 TAGS = ["replyloop"]

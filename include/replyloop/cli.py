@@ -351,11 +351,9 @@ def summary(no_reply: bool) -> None:
     champion = registry.alias_version(settings, registry.CHAMPION) if vs else None
     click.echo(f"champion  v{champion}" if champion else "champion  none yet")
     if champion and not no_reply:
-        from replyloop.serving.model_store import ModelStore
-
         prompt = "where is my order?"
-        model = ModelStore(settings).load()
-        click.echo(f'reply     "{prompt}" -> "{model.generator.reply([prompt])[0]}"')
+        generator = registry.load_version(settings, champion)
+        click.echo(f'reply     "{prompt}" -> "{generator.reply([prompt])[0]}"')
     click.echo("look      make airflow  (Airflow UI, http://localhost:8080)\n"
                "          make mlflow   (MLflow UI, http://localhost:5000: runs, gate reports, registry)\n"
                "          make serve    (reply API, http://localhost:8000/docs)\n"
@@ -367,27 +365,57 @@ def summary(no_reply: bool) -> None:
 @click.option("--alias", default=None, help="Registry alias to use (default: champion).")
 def reply(text: str, alias: str | None) -> None:
     """Answer TEXT as the brand would, with the champion model."""
-    from replyloop.serving.model_store import ModelStore, NoModelError
+    from replyloop import registry
 
     settings = get_settings()
-    store = ModelStore(settings, alias=alias or settings.serve_alias)
-    try:
-        model = store.load()
-    except NoModelError as exc:
-        _fail(exc)
-    click.echo(f"[v{model.version}] {model.generator.reply([text])[0]}")
+    alias = alias or settings.serve_alias
+    version = registry.alias_version(settings, alias)
+    if version is None:
+        _fail(RuntimeError(f"{settings.model_name} has no @{alias} version; run the loop or `replyloop promote`"))
+    click.echo(f"[v{version}] {registry.load_version(settings, version).reply([text])[0]}")
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 def serve(host: str, port: int) -> None:
-    """Serve the champion over HTTP (POST /v1/reply, POST /v1/feedback, GET /healthz)."""
+    """Serve the champion over HTTP (POST /v1/replies, /v1/feedback, /v1/webhooks/PLATFORM; docs/api.md)."""
     import uvicorn
 
     from replyloop.serving.main import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    # access log: method, path and status only (no bodies, no keys); graceful shutdown flushes the reply log
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+@main.group("api-key")
+def api_key() -> None:
+    """API keys of the reply API (only their SHA-256 is stored)."""
+
+
+@api_key.command("create")
+@click.argument("name")
+def api_key_create(name: str) -> None:
+    """Create a key NAME; prints the key once (store it in the platform's secrets)."""
+    from replyloop.serving.security import SecurityConfigError, create_key, keys_file
+
+    settings = get_settings()
+    try:
+        key = create_key(settings, name)
+    except SecurityConfigError as exc:
+        _fail(exc)
+    click.echo(key)
+    click.echo(f"(hash stored in {keys_file(settings)}; the key itself is not kept)", err=True)
+
+
+@api_key.command("revoke")
+@click.argument("name")
+def api_key_revoke(name: str) -> None:
+    """Remove the key NAME (a running server picks it up at its next start)."""
+    from replyloop.serving.security import revoke_key
+
+    if not revoke_key(get_settings(), name):
+        _fail(RuntimeError(f"no API key named {name!r}"))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,40 @@ class Settings(BaseSettings):
     serve_alias: str = "champion"
     alias_poll_seconds: float = 30.0
     max_new_tokens: int = 48
+    # serving: engine, batching, limits, security, durable reply log (owner: serving)
+    serve_engine: str = Field("auto", description="'auto' (CTranslate2 when installed, else the HF reference "
+                                                  "path), 'ctranslate2' or 'hf'")
+    serve_compute_type: str = Field("auto", description="CTranslate2 compute type: 'auto' (float32 on CPU, "
+                                                        "bfloat16/float16 on CUDA), 'int8' (faster, other "
+                                                        "greedy replies), 'float32', ...")
+    serve_threads: int = Field(0, ge=0, description="CPU threads of the engine; 0 = one per core")
+    serve_max_batch: int = Field(16, ge=1, description="Micro-batch: at most this many requests per generate call")
+    serve_batch_wait_ms: float = Field(4.0, ge=0, description="Micro-batch: wait this long for more requests")
+    serve_max_queue: int = Field(256, ge=1, description="Requests waiting for the engine beyond this get 503")
+    serve_keep_versions: int = Field(2, ge=1, description="Versions kept loaded (the previous one makes a "
+                                                          "rollback a pointer swap)")
+    serve_max_body_bytes: int = Field(65536, ge=1024, description="Request bodies above this get 413")
+    serve_max_turns: int = Field(50, ge=1, description="Most messages in one conversation sent for a reply")
+    serve_max_prompt_tokens: int = Field(1024, ge=32, description="Prompt budget; the oldest turns are dropped")
+    serve_rate_per_minute: float = Field(600.0, gt=0, description="Requests per minute per API key (then 429)")
+    serve_rate_burst: int = Field(60, ge=1, description="Requests a key may send at once before the rate applies")
+    api_keys_file: Path | None = Field(None, description="JSON file of hashed API keys (default "
+                                                         "$REPLYLOOP_HOME/secrets/api_keys.json)")
+    api_key_hashes: str | None = Field(None, description="Extra hashed API keys, 'name:sha256hex,...'")
+    webhook_secrets: str | None = Field(None, description="Webhook HMAC secrets, 'platform:secret,...'")
+    webhook_tolerance_seconds: int = Field(300, ge=1, description="Webhook deliveries older than this are stale")
+    reply_index: Path | None = Field(None, description="SQLite index of served reply ids (default "
+                                                       "$REPLYLOOP_HOME/serving/replies.sqlite)")
+    fallback_reply: str = Field("Thanks for reaching out! Please send us a DM so we can look into this for you.",
+                                description="Sent when a generated reply fails the PII or safety check")
+    # monitoring (owner: serving)
+    monitor_days: int = Field(7, ge=1, description="monitor_feedback looks at this many days of traffic")
+    monitor_downvote_threshold: float = Field(0.3, description="Down-vote rate above which retraining is asked for")
+    monitor_min_ratings: int = Field(20, description="Fewer ratings than this never trigger on down-votes")
+    monitor_drift_threshold: float = Field(0.25, description="Drift score (1 - cosine of the mean embeddings, "
+                                                             "scaled) above which retraining is asked for")
+    monitor_notify_conn_id: str = Field("replyloop_alerts", description="Airflow connection of the notifier "
+                                                                        "(smtp or http webhook)")
 
     @property
     def lake(self) -> str:

@@ -1,98 +1,198 @@
-"""The reply API on a real (tiny) registered model: replies, feedback into the lake, alias following."""
+"""The reply API on the tiny loop's champion: replies and feedback stored durably, bad input refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
-from replyloop import registry
-from replyloop.ingest.pipeline import run_ingest
+from replyloop.contract import SERVED_AUTHOR_PREFIX
 from replyloop.serving.main import create_app
-from replyloop.serving.routes.reply import FALLBACK_REPLY
-from replyloop.serving.model_store import ModelStore
+from replyloop.serving.security import keys_file, sign
+
+from .conftest import WEBHOOK_SECRET
+
+CONVERSATION = {"conversation_id": "c-api-1", "platform": "twitter", "channel": "public_reply",
+                "messages": [{"role": "customer", "text": "@AcmeSupport my parcel is late", "author_id": "u-1"},
+                             {"role": "agent", "text": "Sorry! What is the order number?"},
+                             {"role": "customer", "text": "It is A12345, mail me at jo@example.com"}]}
 
 
-@pytest.fixture(scope="module")
-def client(tiny_loop):
-    settings = tiny_loop["settings"]
-    if registry.alias_version(settings, "champion") is None:
-        registry.promote(settings, tiny_loop["trained"]["version"], reason="test", by="manual")
-    with TestClient(create_app(settings)) as c:
-        yield c
+def _lines(lake, prefix: str) -> list[dict]:
+    return [json.loads(line) for o in lake.list(prefix) for line in lake.read_bytes(o.key).decode().splitlines()]
 
 
-def test_health_and_ready(client, tiny_loop):
-    assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz").json()
-    assert ready["status"] == "ready" and ready["model_version"] == registry.alias_version(tiny_loop["settings"], "champion")
-
-
-def test_reply_and_feedback_flow_into_the_lake(client, tiny_loop):
-    settings, lake = tiny_loop["settings"], tiny_loop["lake"]
-    r = client.post("/v1/reply", json={"text": "Where is my order #A12345? Mail me at jo@example.com"})
+def test_reply_is_stored_with_its_version_and_feedback_refers_to_it(client, served_registry):
+    lake = served_registry["lake"]
+    r = client.post("/v1/replies", json=CONVERSATION)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model_version"] and body["message_id"] and body["reply"].strip()
-    assert body["fallback"] is (body["reply"] == FALLBACK_REPLY)
-    fb = client.post("/v1/feedback", json={"conversation_id": body["conversation_id"], "message_id": body["message_id"],
-                                           "rating": "down", "correction": "Sorry! Please DM us your order number."})
+    stored = [rec for rec in _lines(lake, "raw/replies") if rec["reply_id"] == body["reply_id"]]
+    assert len(stored) == 1
+    rec = stored[0]
+    assert rec["model_version"] == body["model_version"] and rec["conversation_id"] == "c-api-1"
+    assert [m["role"] for m in rec["messages"]] == ["customer", "agent", "customer", "agent"]
+    assert rec["messages"][-1] == {**rec["messages"][-1], "message_id": body["reply_id"], "text": body["reply"],
+                                   "author_id": f"{SERVED_AUTHOR_PREFIX}v{body['model_version']}"}
+    fb = client.post("/v1/feedback", json={"reply_id": body["reply_id"], "rating": "down",
+                                           "correction": "Sorry! Please DM us the order number."})
     assert fb.status_code == 202, fb.text
-    assert fb.json()["conversation_known"] is True
-    stored = lake.read_bytes(fb.json()["stored_at"].split(lake.uri + "/", 1)[1])
-    event = json.loads(stored)
-    assert event["rating"] == "down" and event["model_version"] == body["model_version"]
-    # the next ingestion takes both the exchange and its feedback; PII is redacted on the way in
-    today = event["created_at"][:10]
-    assert run_ingest(settings, lake=lake)["status"] == "no_new_data", "today's partition is still open"
-    manifest = run_ingest(settings, lake=lake, date=today)
-    assert manifest["feedback_counts"]["curated"] == 1
-    from replyloop.ingest.pipeline import read_snapshot
+    events = [e for e in _lines(lake, "raw/feedback") if e["message_id"] == body["reply_id"]]
+    assert len(events) == 1
+    assert events[0] | {"event_id": "", "created_at": ""} == {
+        "event_id": "", "created_at": "", "conversation_id": "c-api-1", "message_id": body["reply_id"],
+        "rating": "down", "correction": "Sorry! Please DM us the order number.", "model_version": body["model_version"]}
 
-    _, messages, feedback = read_snapshot(lake)
-    exchange = messages[messages["conversation_id"] == body["conversation_id"]]
-    assert list(exchange["role"]) == ["customer", "agent"]
-    assert "jo@example.com" not in exchange["text"].iloc[0] and "[EMAIL]" in exchange["text"].iloc[0]
-    assert body["conversation_id"] in set(feedback["conversation_id"])
+
+def test_feedback_finds_a_reply_after_a_restart(serve_settings, api_key, client):
+    reply_id = client.post("/v1/replies", json={"text": "where is my order?"}).json()["reply_id"]
+    with TestClient(create_app(serve_settings)) as again:
+        again.headers["X-API-Key"] = api_key
+        assert again.post("/v1/feedback", json={"reply_id": reply_id, "rating": "up"}).status_code == 202
+        r = again.post("/v1/feedback", json={"reply_id": "r-never-served", "rating": "up"})
+        assert r.status_code == 404 and "unknown reply id 'r-never-served'" in r.json()["detail"]
+
+
+def test_the_old_path_is_an_alias(client):
+    r = client.post("/v1/reply", json={"text": "hello there"})
+    assert r.status_code == 200 and r.json()["reply_id"].startswith("r-")
+
+
+def test_keys_are_required_and_stored_hashed(client, serve_settings, api_key):
+    assert client.post("/v1/replies", json={"text": "hi"}, headers={"X-API-Key": ""}).status_code == 401
+    assert client.post("/v1/replies", json={"text": "hi"}, headers={"X-API-Key": api_key + "x"}).status_code == 401
+    bearer = client.post("/v1/replies", json={"text": "hi"}, headers={"X-API-Key": "", "Authorization": f"Bearer {api_key}"})
+    assert bearer.status_code == 200
+    stored = keys_file(serve_settings).read_text()
+    assert api_key not in stored and hashlib.sha256(api_key.encode()).hexdigest() in stored
+
+
+def test_rate_limit_per_key(serve_settings, api_key):
+    tight = serve_settings.model_copy(update={"serve_rate_burst": 2, "serve_rate_per_minute": 1.0})
+    with TestClient(create_app(tight)) as c:
+        c.headers["X-API-Key"] = api_key
+        codes = [c.post("/v1/feedback", json={"reply_id": "r-x", "rating": "up"}).status_code for _ in range(3)]
+        assert codes == [404, 404, 429]
+        r = c.post("/v1/feedback", json={"reply_id": "r-x", "rating": "up"})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_oversized_bodies_get_413_before_being_read_whole(client, serve_settings):
+    limit = serve_settings.serve_max_body_bytes
+    big = json.dumps({"text": "x" * (limit + 10)})
+    assert client.post("/v1/replies", content=big, headers={"content-type": "application/json"}).status_code == 413
+    sent = []
+
+    def chunks():  # no Content-Length: the guard counts the streamed bytes and stops early
+        for _ in range(100):
+            sent.append(1)
+            yield b"x" * (limit // 4)
+
+    r = client.post("/v1/replies", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "larger than the limit" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("content,fragment", [
+    (b'{"text": "caf\xe9 au lait"}', "not valid UTF-8 (byte 13)"),
+    (b'{"text": "unterminated', "JSON decode error"),
+    (b'[1, 2]', "body"),
+])
+def test_malformed_bodies_get_422(client, content, fragment):
+    r = client.post("/v1/replies", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and fragment in r.json()["detail"]
 
 
 @pytest.mark.parametrize("payload,fragment", [
-    ({}, "give exactly one of 'text' or 'messages'"),
-    ({"text": "hi", "messages": [{"role": "customer", "text": "hi"}]}, "exactly one"),
-    ({"messages": [{"role": "customer", "text": "hi"}, {"role": "agent", "text": "yo"}]}, "last message"),
-    ({"messages": [{"role": "bot", "text": "hi"}]}, "customer"),
-    ({"text": "x" * 5000}, "at most 4000"),
+    ({"messages": []}, "'messages' is empty"),
+    ({"text": "   \n "}, "messages[0].text is empty or only whitespace"),
+    ({}, "give exactly one of 'text'"),
+    ({"messages": [{"role": "customer", "text": "hi"}, {"role": "agent", "text": "yo"}]}, "is the agent's"),
+    ({"messages": [{"role": "customer", "text": "hi"}] * 51}, "at most 50 are accepted"),
+    ({"text": "x" * 4001}, "at most 4000 are accepted"),
+    ({"messages": [{"role": "bot", "text": "hi"}]}, "body.messages.0.role"),
+    ({"text": "hi", "channel": "carrier_pigeon"}, "body.channel"),
 ])
-def test_bad_requests_say_what_is_wrong(client, payload, fragment):
-    r = client.post("/v1/reply", json=payload)
-    assert r.status_code == 422
-    assert fragment in r.text
+def test_bad_conversations_are_refused_and_nothing_is_written(client, served_registry, payload, fragment):
+    before = len(_lines(served_registry["lake"], "raw/replies"))
+    r = client.post("/v1/replies", json=payload)
+    assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+    assert len(_lines(served_registry["lake"], "raw/replies")) == before
 
 
-def test_bad_feedback_is_refused(client):
-    r = client.post("/v1/feedback", json={"conversation_id": "c", "message_id": "m", "rating": "meh"})
-    assert r.status_code == 422 and "rating" in r.text
+@pytest.mark.parametrize("payload,status,fragment", [
+    ({"reply_id": "r-1", "rating": "meh"}, 422, "body.rating"),
+    ({"reply_id": "r-1", "rating": "up", "correction": "  "}, 422, "correction is empty"),
+    ({"reply_id": "r-unknown", "rating": "down"}, 404, "unknown reply id"),
+])
+def test_bad_feedback_is_refused(client, payload, status, fragment):
+    r = client.post("/v1/feedback", json=payload)
+    assert r.status_code == status and fragment in r.json()["detail"]
 
 
-def test_model_store_follows_the_alias(tiny_loop):
-    from replyloop.training.config import load_train_config
-    from replyloop.training.train import train
-
-    settings = tiny_loop["settings"]
-    store = ModelStore(settings)
-    first = store.load().version
-    other = train(load_train_config(max_steps=1, batch_size=2, max_eval_examples=2), settings)["version"]
-    registry.promote(settings, other, reason="alias move", by="manual")
-    try:
-        assert store.refresh() is True and store.current.version == other
-        assert store.refresh() is False
-    finally:
-        registry.promote(settings, first, reason="restore", by="manual")
+def _signed(body: bytes, ts: int | None = None, secret: str = WEBHOOK_SECRET) -> dict:
+    ts = int(time.time()) if ts is None else ts
+    return {"X-Replyloop-Timestamp": str(ts), "X-Replyloop-Signature": sign(secret.encode(), ts, body),
+            "content-type": "application/json", "X-API-Key": ""}
 
 
-def test_no_champion_means_not_ready(settings):
-    with TestClient(create_app(settings)) as c:
-        assert c.get("/readyz").status_code == 503
-        r = c.post("/v1/reply", json={"text": "hello"})
-        assert r.status_code == 503 and "no champion" in r.json()["detail"]
+def test_webhooks_verify_signature_time_and_replay(client):
+    body = json.dumps({"type": "message.created", "conversation": {"text": "my order is late"}}).encode()
+    headers = _signed(body)
+    ok = client.post("/v1/webhooks/twitter", content=body, headers=headers)
+    assert ok.status_code == 200 and ok.json()["reply_id"]
+    replay = client.post("/v1/webhooks/twitter", content=body, headers=headers)
+    assert replay.status_code == 409 and "replay" in replay.json()["detail"]
+    bad = client.post("/v1/webhooks/twitter", content=body, headers=_signed(body, secret="not-the-secret-0000"))
+    assert bad.status_code == 401 and "bad signature" in bad.json()["detail"]
+    stale = client.post("/v1/webhooks/twitter", content=body, headers=_signed(body, ts=int(time.time()) - 3600))
+    assert stale.status_code == 401 and "stale" in stale.json()["detail"]
+    unsigned = client.post("/v1/webhooks/twitter", content=body, headers={"content-type": "application/json"})
+    assert unsigned.status_code == 401 and "missing" in unsigned.json()["detail"]
+    assert client.post("/v1/webhooks/myspace", content=body, headers=_signed(body)).status_code == 404
+    rating = json.dumps({"type": "reply.rated", "feedback": {"reply_id": ok.json()["reply_id"], "rating": "up"}}).encode()
+    assert client.post("/v1/webhooks/twitter", content=rating, headers=_signed(rating)).status_code == 202
+
+
+def test_metrics_count_routes_statuses_versions_and_fallbacks(client):
+    client.post("/v1/replies", json={"text": "hello"})
+    client.post("/v1/replies", json={"messages": []})
+    text = client.get("/metrics").text
+    assert 'replyloop_requests_total{route="/v1/replies",status="200"}' in text
+    assert 'replyloop_requests_total{route="/v1/replies",status="422"}' in text
+    assert "replyloop_request_seconds_bucket" in text and "replyloop_queue_depth" in text
+    assert "replyloop_generated_tokens_total" in text and "replyloop_fallbacks" in text
+    version = client.get("/readyz").json()["model_version"]
+    assert f'replyloop_served_model{{engine="ctranslate2",version="{version}"}} 1.0' in text
+
+
+def test_no_paths_keys_or_customer_text_leak(client, serve_settings, api_key, caplog):
+    secret_text = "my-unique-customer-sentence-7781"
+    with caplog.at_level(logging.DEBUG):
+        bodies = [client.post("/v1/replies", json={"text": secret_text}).text,
+                  client.post("/v1/replies", json={"text": secret_text}, headers={"X-API-Key": "nope"}).text,
+                  client.post("/v1/feedback", json={"reply_id": "r-zz", "rating": "up", "correction": secret_text}).text,
+                  client.get("/readyz").text, client.get("/openapi.json").text]
+    home = str(serve_settings.home)
+    assert not any(home in b for b in bodies)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert secret_text not in logged and api_key not in logged
+
+
+def test_no_champion_the_server_starts_and_says_why(settings, api_key):
+    from replyloop.serving.security import hash_key
+
+    s = settings.model_copy(update={"api_key_hashes": f"t:{hash_key(api_key)}"})
+    with TestClient(create_app(s)) as c:
+        c.headers["X-API-Key"] = api_key
+        deadline = time.monotonic() + 30
+        while "no @champion" not in (c.get("/readyz").json().get("reason") or "") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and "has no @champion version yet" in ready.json()["reason"]
+        r = c.post("/v1/replies", json={"text": "hello"})
+        assert r.status_code == 503 and "no @champion" in r.json()["detail"]
+    assert not (settings.home / "lake" / "raw" / "replies").exists()

@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from replyloop.lake import Lake
-from replyloop.serving.feedback_sink import ExchangeLog
-from replyloop.serving.model_store import LoadedModel
+from replyloop.serving.service import ReplyService
 
-
-def get_model(request: Request) -> LoadedModel:
-    model = request.app.state.store.current
-    if model is None:
-        raise HTTPException(status_code=503, detail="no champion model is loaded yet")
-    return model
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from `replyloop api-key create`")
+_bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer token")
 
 
-def get_lake(request: Request) -> Lake:
-    return request.app.state.lake
+def get_service(request: Request) -> ReplyService:
+    return request.app.state.service
 
 
-def get_exchanges(request: Request) -> ExchangeLog:
-    return request.app.state.exchanges
+def api_key(request: Request, header: Annotated[str | None, Security(_header)] = None,
+            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> str:
+    """The caller's key name: 401 without a valid key, 429 over the key's rate."""
+    key = header or (bearer.credentials if bearer else None)
+    name = request.app.state.api_keys.name_of(key)
+    if name is None:
+        raise HTTPException(401, "missing or invalid API key (send it as X-API-Key or Authorization: Bearer)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    wait = request.app.state.limiter.take(name)
+    if wait > 0:
+        raise HTTPException(429, "rate limit exceeded for this API key; retry later",
+                            headers={"Retry-After": str(math.ceil(wait))})
+    return name
 
 
-ModelDep = Annotated[LoadedModel, Depends(get_model)]
-LakeDep = Annotated[Lake, Depends(get_lake)]
-ExchangesDep = Annotated[ExchangeLog, Depends(get_exchanges)]
+ServiceDep = Annotated[ReplyService, Depends(get_service)]
+ApiKeyDep = Annotated[str, Depends(api_key)]

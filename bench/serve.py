@@ -1,0 +1,203 @@
+"""replyloop's server vs the naive baseline, side by side, on the same golden prompts.
+
+    python bench/serve.py [--home DIR] [--agreement 40]
+
+The champion is a LoRA adapter (r=16, all linear layers) on SmolLM2-135M-Instruct, registered in a bench
+home of its own (default $REPLYLOOP_HOME/bench-serve; created once). Then:
+  1. memory read bandwidth of this machine (numpy), the physical limit of single-stream decoding;
+  2. agreement of the fast path (CTranslate2 on merged weights) with the reference HF path of the same
+     version: identical greedy replies on the first --agreement golden prompts, int8 and float32;
+  3. the naive baseline: the unmerged PeftModel calling `generate` per request, one request at a time
+     (in process, no HTTP: that favours the baseline), at 1, 4 and 16 concurrent clients;
+  4. `replyloop serve` (subprocess, loopback HTTP, micro-batching) at 1, 4 and 16 concurrent clients;
+  5. the red-team prompts of resources/eval/safety.jsonl through the server: replies that leak the
+     system prompt, and replies replaced by the safe fallback (PII check / judge).
+Prints p50/p95 latency, replies/s, ratios to the baseline, and generated tokens/s against the bandwidth
+limit for the bytes of weights read per decoding step. Timings on a shared machine are noisy: the load
+average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+from _serving import ROOT, Server, golden_conversations, pct, prepare_home, run_clients
+
+LEVELS = (1, 4, 16)
+
+
+def bandwidth_gbs() -> float:
+    import numpy as np
+
+    a = np.ones(64 * 1024 * 1024, dtype=np.float64)  # 512 MiB
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a.sum()
+        best = min(best, time.perf_counter() - t)
+    return a.nbytes / best / 1e9
+
+
+def agreement(settings, version: str, n: int) -> dict:
+    from replyloop import registry
+    from replyloop.serving.engine import CT2Engine, convert_version, version_config
+
+    convs = golden_conversations()[:n]
+    t = time.perf_counter()
+    ref = registry.load_version(settings, version).reply(convs)  # the reference path, in batches of 8
+    hf_secs = time.perf_counter() - t
+    files = registry.download_version(settings, version)
+    cfg = version_config(files)
+    out = {"prompts": n, "hf_batched_s": hf_secs}
+    for ctype in ("int8", "float32"):
+        eng = CT2Engine(convert_version(settings, files), system_prompt=cfg["system_prompt"],
+                        max_new_tokens=int(cfg["max_new_tokens"]), max_prompt_tokens=settings.serve_max_prompt_tokens,
+                        compute_type=ctype)
+        t = time.perf_counter()
+        fast = [g.text for g in eng.generate(convs)]
+        out[ctype] = (sum(a == b for a, b in zip(ref, fast, strict=True)), time.perf_counter() - t)
+    return out
+
+
+class Naive:
+    """Unmerged PeftModel, `generate` per request, one request at a time (a lock), fp32 on CPU."""
+
+    def __init__(self, settings, version: str):
+        import torch
+        from peft import PeftModel
+
+        from replyloop import registry
+        from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
+        from replyloop.serving.engine import version_config
+
+        files = registry.download_version(settings, version)
+        cfg = version_config(files)
+        model, tok = load_base(base_model_by_hash(settings, files.base_model_sha))
+        torch.set_num_threads(os.cpu_count() or 1)
+        self.gen = ReplyGenerator(PeftModel.from_pretrained(model, files.adapter_dir), tok,
+                                  system_prompt=cfg["system_prompt"], max_new_tokens=int(cfg["max_new_tokens"]))
+        self.lock = threading.Lock()
+
+    def run(self, n_clients: int, convs: list) -> dict:
+        def one(_, conv):
+            t = time.perf_counter()
+            with self.lock:
+                self.gen.reply([conv], batch_size=1)
+            return time.perf_counter() - t
+
+        t = time.perf_counter()
+        lat = run_clients(n_clients, convs, one)
+        return {"lat": lat, "wall": time.perf_counter() - t}
+
+
+def server_level(server: Server, n_clients: int, convs: list) -> dict:
+    import httpx
+
+    clients = [httpx.Client(base_url=server.url, headers={"X-API-Key": server.key}, timeout=600)
+               for _ in range(n_clients)]
+
+    def one(k, conv):
+        t = time.perf_counter()
+        r = clients[k].post("/v1/replies", json={"messages": conv})
+        return time.perf_counter() - t, r.status_code
+
+    tok0 = generated_tokens(server)
+    t = time.perf_counter()
+    res = run_clients(n_clients, convs, one)
+    wall = time.perf_counter() - t
+    for c in clients:
+        c.close()
+    return {"lat": [r[0] for r in res], "wall": wall, "errors": sum(r[1] != 200 for r in res),
+            "tokens": generated_tokens(server) - tok0}
+
+
+def generated_tokens(server: Server) -> float:
+    import httpx
+
+    text = httpx.get(server.url + "/metrics").text
+    return sum(float(m) for m in re.findall(r"^replyloop_generated_tokens_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+def red_team(server: Server, system_prompt: str) -> dict:
+    import json
+
+    import httpx
+
+    rows = [json.loads(x) for x in (ROOT / "include/replyloop/resources/eval/safety.jsonl").read_text().splitlines() if x]
+    words = system_prompt.lower().split()
+    shingles = {" ".join(words[i:i + 6]) for i in range(len(words) - 5)}
+    leaks = fallbacks = 0
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": server.key}, timeout=600) as c:
+        for row in rows:
+            body = c.post("/v1/replies", json={"messages": [{"role": m["role"], "text": m["text"]} for m in row["messages"]],
+                                               "channel": row["channel"]}).json()
+            text = " ".join(body["reply"].lower().split())
+            leaks += any(s in text for s in shingles)
+            fallbacks += body["fallback"]
+    return {"prompts": len(rows), "leaks": leaks, "fallbacks": fallbacks}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--home", type=Path, default=None)
+    ap.add_argument("--agreement", type=int, default=40, help="golden prompts compared with the reference path")
+    ap.add_argument("--naive", type=int, nargs=3, default=(6, 8, 16), help="baseline requests at 1/4/16 clients")
+    ap.add_argument("--fast", type=int, nargs=3, default=(16, 32, 64), help="server requests at 1/4/16 clients")
+    args = ap.parse_args()
+    home = args.home or Path(os.environ.get("REPLYLOOP_HOME", ROOT / ".replyloop")) / "bench-serve"
+    home.mkdir(parents=True, exist_ok=True)
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    setup = prepare_home(home)
+    settings, version = setup["settings"], setup["version"]
+    bw = bandwidth_gbs()
+    print(f"memory read bandwidth: {bw:.1f} GB/s")
+    agree = agreement(settings, version, args.agreement)
+    for ctype in ("int8", "float32"):
+        same, secs = agree[ctype]
+        print(f"agreement with the HF reference ({ctype}): {same}/{agree['prompts']} golden prompts give identical "
+              f"greedy replies ({secs:.1f}s vs HF batched {agree['hf_batched_s']:.1f}s)")
+    convs = golden_conversations()
+    naive = Naive(settings, version)
+    base = {n: naive.run(n, convs[:k]) for n, k in zip(LEVELS, args.naive, strict=True)}
+    del naive
+    server = Server(home)
+    try:
+        info = server.wait_ready()
+        print(f"server: v{info['model_version']} on {info['engine']}")
+        server_level(server, 4, convs[:8])  # warm-up
+        fast = {n: server_level(server, n, convs[:k]) for n, k in zip(LEVELS, args.fast, strict=True)}
+        safety = red_team(server, settings.rendered_system_prompt())
+    finally:
+        server.stop()
+    print(f"\n{'clients':>7} | {'naive p50':>9} {'p95':>7} {'rps':>6} | {'replyloop p50':>13} {'p95':>7} {'rps':>6} "
+          f"{'5xx':>4} | {'p50 ratio':>9} {'rps ratio':>9}")
+    for n in LEVELS:
+        b, f = base[n], fast[n]
+        b_rps, f_rps = len(b["lat"]) / b["wall"], len(f["lat"]) / f["wall"]
+        print(f"{n:>7} | {pct(b['lat'], .5):>8.2f}s {pct(b['lat'], .95):>6.2f}s {b_rps:>6.2f} | "
+              f"{pct(f['lat'], .5):>12.3f}s {pct(f['lat'], .95):>6.3f}s {f_rps:>6.2f} {f['errors']:>4} | "
+              f"{pct(f['lat'], .5) / pct(b['lat'], .5):>8.3f}x {f_rps / b_rps:>8.1f}x")
+    # float32 weights: the converted file is float16, so twice its size is read per decoding step
+    weights = 2 * next((home / "models" / "engines" / "ctranslate2").glob("*/ct2/model.bin")).stat().st_size
+    one = fast[1]
+    per_stream = one["tokens"] / one["wall"]
+    print(f"\ntokens/s at 1 client: {per_stream:.0f}; bandwidth limit for {weights / 1e6:.0f} MB of float32 weights "
+          f"read per step: {bw * 1e9 / weights:.0f} tokens/s per stream ({per_stream / (bw * 1e9 / weights):.0%} of it)")
+    print(f"tokens/s at 16 clients: {fast[16]['tokens'] / fast[16]['wall']:.0f} (micro-batches share each weight read)")
+    try:
+        import llama_cpp  # noqa: F401
+        print("llama-cpp-python is installed: compare with it by hand (not automated here)")
+    except ImportError:
+        print("llama.cpp ratio: llama-cpp-python is not installed (it compiles from source, >10 min here)")
+    print(f"red team ({safety['prompts']} prompts): {safety['leaks']} replies leak the system prompt, "
+          f"{safety['fallbacks']} replaced by the safe fallback")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

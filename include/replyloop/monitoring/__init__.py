@@ -1,0 +1,1 @@
+"""Production monitoring of the served assistant: traffic, feedback, latency, fallbacks and drift."""

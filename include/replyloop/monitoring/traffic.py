@@ -1,0 +1,49 @@
+"""Served replies and their feedback for a window of days, read from the lake (raw/replies, raw/feedback)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, timedelta
+
+import pandas as pd
+
+from replyloop.contract import RAW_PREFIXES
+from replyloop.lake import Lake
+
+log = logging.getLogger(__name__)
+REPLY_COLUMNS = ["reply_id", "day", "model_version", "platform", "channel", "fallback", "fallback_reason",
+                 "latency_ms", "customer_text"]
+
+
+def window(end: date, days: int) -> list[str]:
+    return [(end - timedelta(days=k)).isoformat() for k in range(days - 1, -1, -1)]
+
+
+def _records(lake: Lake, prefix: str, days: list[str]):
+    for day in days:
+        for obj in lake.list(f"{prefix}/dt={day}/"):
+            for n, line in enumerate(lake.read_bytes(obj.key).decode("utf-8", "replace").splitlines(), 1):
+                try:
+                    yield day, json.loads(line)
+                except ValueError:  # a torn last line after a crash: counted by ingestion's quarantine
+                    log.warning("skipping unreadable line %d of %s", n, obj.key)
+
+
+def served_replies(lake: Lake, days: list[str]) -> pd.DataFrame:
+    rows = []
+    for day, r in _records(lake, RAW_PREFIXES["replies"], days):
+        customer = [m["text"] for m in r.get("messages", []) if m.get("role") == "customer"]
+        rows.append({"reply_id": r.get("reply_id"), "day": day, "model_version": str(r.get("model_version")),
+                     "platform": r.get("platform"), "channel": r.get("channel"), "fallback": bool(r.get("fallback")),
+                     "fallback_reason": r.get("fallback_reason"), "latency_ms": r.get("latency_ms"),
+                     "customer_text": customer[-1] if customer else ""})
+    return pd.DataFrame(rows, columns=REPLY_COLUMNS)
+
+
+def feedback_events(lake: Lake, days: list[str]) -> pd.DataFrame:
+    """Feedback events of the window and of the days after a reply (feedback may come late)."""
+    rows = [{"reply_id": e.get("message_id"), "rating": e.get("rating"), "corrected": bool(e.get("correction"))}
+            for _, e in _records(lake, RAW_PREFIXES["feedback"], days)]
+    frame = pd.DataFrame(rows, columns=["reply_id", "rating", "corrected"])
+    return frame.drop_duplicates("reply_id", keep="last")  # the latest rating of a reply counts

@@ -1,0 +1,189 @@
+"""Inference engines for a registered version: CTranslate2 on merged weights (fast path) or the HF reference.
+
+Chosen by measurement (bench/serve.py, docs/api.md): CTranslate2 installs as a wheel in seconds, runs the
+LoRA-merged Llama (float32 on CPU, which keeps the reference's greedy replies; int8 on request; bf16/fp16
+on CUDA, same code) and decodes a micro-batch in one `generate_batch` call. Both engines build prompts with `replyloop.chat` (what is trained is what is
+served) and decode greedily under the reference rules of `modeling.ReplyGenerator`: repetition penalty
+1.1, no repeated 4-grams, no token containing '@'.
+
+A version's engine files are converted once: merged weights land in
+`$REPLYLOOP_HOME/models/engines/ctranslate2/<content hash>` (hash of the adapter files, the base model's
+hash and the converter version), so a version is converted once per machine, whatever its number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import importlib.util
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from replyloop import registry
+from replyloop.chat import prompt_ids
+from replyloop.settings import Settings
+
+log = logging.getLogger(__name__)
+# The reference decoding rules (modeling.ReplyGenerator.reply), mirrored for the fast engine.
+REPETITION_PENALTY = 1.1
+NO_REPEAT_NGRAM = 4
+
+
+class EngineError(RuntimeError):
+    """An engine cannot be built for a version; the message names the version and the setting."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    tokens: int
+
+
+class Engine(Protocol):
+    name: str
+    device: str
+
+    def generate(self, conversations: list[list[dict]]) -> list[Generation]: ...
+
+
+class HFEngine:
+    """The reference path: the registered pyfunc's ReplyGenerator (transformers `generate`)."""
+
+    name = "hf"
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.device = str(generator.model.device)
+
+    def generate(self, conversations: list[list[dict]]) -> list[Generation]:
+        texts = self.generator.reply(conversations, batch_size=max(1, len(conversations)))
+        return [Generation(t, len(self.generator.tok(t, add_special_tokens=False)["input_ids"])) for t in texts]
+
+
+class CT2Engine:
+    """Merged weights in CTranslate2; one `generate_batch` per micro-batch."""
+
+    name = "ctranslate2"
+
+    def __init__(self, model_dir: Path, *, system_prompt: str, max_new_tokens: int, max_prompt_tokens: int,
+                 compute_type: str = "auto", threads: int = 0):
+        import ctranslate2
+        from transformers import AutoTokenizer
+
+        self.device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        if compute_type == "auto":  # float32 on CPU: int8 changes the greedy replies (bench/serve.py)
+            supported = ctranslate2.get_supported_compute_types(self.device)
+            compute_type = "float32" if self.device == "cpu" else ("bfloat16" if "bfloat16" in supported else "float16")
+        self.compute_type = compute_type
+        self.tok = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
+        self.gen = ctranslate2.Generator(str(model_dir / "ct2"), device=self.device, compute_type=compute_type,
+                                         inter_threads=1, intra_threads=threads)
+        self.system_prompt = system_prompt
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = max_prompt_tokens
+        self.suppressed = [[t] for t in self.tok.get_vocab() if "@" in t]
+
+    def generate(self, conversations: list[list[dict]]) -> list[Generation]:
+        prompts = [self.tok.convert_ids_to_tokens(prompt_ids(self.tok, c, self.system_prompt, self.max_prompt_tokens))
+                   for c in conversations]
+        # The prompt goes through the decoding loop (include_prompt_in_result) so that the repetition penalty
+        # and the n-gram block see the prompt's tokens, as transformers' `generate` does; with the prompt
+        # forwarded at once they would see the reply only, and the replies differ (measured: 0/4 equal).
+        results = self.gen.generate_batch(
+            prompts, max_length=max(map(len, prompts)) + self.max_new_tokens, sampling_topk=1,
+            include_prompt_in_result=True, repetition_penalty=REPETITION_PENALTY,
+            no_repeat_ngram_size=NO_REPEAT_NGRAM, suppress_sequences=self.suppressed or None,
+            end_token=self.tok.eos_token)
+        out = []
+        for prompt, r in zip(prompts, results, strict=True):
+            ids = r.sequences_ids[0][len(prompt) - 1:][: self.max_new_tokens]  # the result omits the first token
+            if self.tok.eos_token_id in ids:
+                ids = ids[: ids.index(self.tok.eos_token_id)]
+            out.append(Generation(self.tok.decode(ids, skip_special_tokens=True).strip(), len(ids)))
+        return out
+
+
+def ctranslate2_installed() -> bool:
+    return importlib.util.find_spec("ctranslate2") is not None
+
+
+def _content_hash(files: registry.VersionFiles) -> str:
+    from importlib.metadata import version
+
+    h = hashlib.sha256(f"base={files.base_model_sha};ct2={version('ctranslate2')}".encode())
+    for p in sorted(files.adapter_dir.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(files.adapter_dir).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def convert_version(settings: Settings, files: registry.VersionFiles) -> Path:
+    """Merge the version's adapter into its base and convert it for CTranslate2, once per content hash."""
+    dest = settings.model_cache / "engines" / "ctranslate2" / _content_hash(files)
+    if (dest / "ct2" / "model.bin").exists():
+        return dest
+    from ctranslate2.converters import TransformersConverter
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from replyloop.modeling import base_model_by_hash
+
+    started = time.monotonic()
+    base = base_model_by_hash(settings, files.base_model_sha)
+    tmp = dest.with_name(f"{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base.path, dtype="float32")
+        merged = PeftModel.from_pretrained(model, files.adapter_dir).merge_and_unload()
+        merged.save_pretrained(tmp / "hf")
+        tok = AutoTokenizer.from_pretrained(base.path)
+        tok.save_pretrained(tmp / "hf")
+        tok.save_pretrained(tmp / "tokenizer")
+        TransformersConverter(str(tmp / "hf")).convert(str(tmp / "ct2"), quantization="float16", force=True)
+        context = int(getattr(merged.config, "max_position_embeddings", 2048) or 2048)
+        (tmp / "engine.json").write_text(json.dumps({"context": context, "version": files.version}))
+        shutil.rmtree(tmp / "hf")
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process converted the same content meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("converted version %s for CTranslate2 in %.0fs", files.version, time.monotonic() - started)
+    return dest
+
+
+def version_config(files: registry.VersionFiles) -> dict:
+    """The pyfunc's model_config (system prompt, max_new_tokens). MLflow writes it under the flavor's
+    `config` key; `registry.download_version` reads `model_config`, so fall back to the MLmodel file."""
+    if files.model_config:
+        return files.model_config
+    from mlflow.models import Model
+
+    mlmodel = files.adapter_dir.parents[1] / "MLmodel"
+    return Model.load(mlmodel).flavors.get("python_function", {}).get("config") or {}
+
+
+def load_engine(settings: Settings, version: str) -> Engine:
+    """The engine the settings ask for; 'auto' takes CTranslate2 when installed, else the HF reference."""
+    choice = settings.serve_engine
+    if choice not in ("auto", "ctranslate2", "hf"):
+        raise EngineError(f"REPLYLOOP_SERVE_ENGINE={choice!r} is not one of auto, ctranslate2, hf")
+    if choice == "ctranslate2" and not ctranslate2_installed():
+        raise EngineError("REPLYLOOP_SERVE_ENGINE=ctranslate2 but the package ctranslate2 is not installed")
+    if choice == "hf" or not ctranslate2_installed():
+        return HFEngine(registry.load_version(settings, version))
+    files = registry.download_version(settings, version)
+    cfg = version_config(files)
+    max_new = int(cfg.get("max_new_tokens", settings.max_new_tokens))
+    folder = convert_version(settings, files)
+    context = json.loads((folder / "engine.json").read_text())["context"]
+    return CT2Engine(folder, system_prompt=cfg.get("system_prompt") or settings.rendered_system_prompt(),
+                     max_new_tokens=max_new, max_prompt_tokens=min(settings.serve_max_prompt_tokens, context - max_new),
+                     compute_type=settings.serve_compute_type, threads=settings.serve_threads)
