@@ -65,25 +65,26 @@ class Processes:
             if proc.poll() is not None:
                 raise ProcessFailed(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
-    def stop(self, name: str, timeout: float = 20) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+    def stop_all(self, timeout: float = 15) -> None:
+        """SIGTERM to every group at once, then SIGKILL to any group still there after `timeout`."""
+        procs, self.procs = self.procs, {}
+        for proc in procs.values():
+            _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs.values():
             try:
-                os.killpg(proc.pid, sig)  # the whole group: task processes and pool children too
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                _wait_group_gone(proc.pid, wait)
-                break
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                _wait_group_gone(proc.pid, max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                continue
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
 
-    def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            self.stop(name)
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)  # the whole group: task processes and pool children too
+    except ProcessLookupError:
+        pass
 
 
 def _wait_group_gone(pgid: int, timeout: float) -> None:
@@ -162,8 +163,11 @@ class AirflowApi:
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         r = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                          params={"full_content": True}, headers={"Accept": "text/plain"})
-        return r.text
+                          params={"full_content": True}, headers={"Accept": "application/json"})
+        content = r.json().get("content") if r.status_code == 200 else r.text
+        if isinstance(content, list):
+            return "\n".join(str(e.get("event", e)) if isinstance(e, dict) else str(e) for e in content)
+        return str(content)
 
     def close(self) -> None:
         self.http.close()
