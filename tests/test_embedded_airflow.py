@@ -1,0 +1,88 @@
+"""The embedded Airflow as the README starts it: `make airflow` (standalone: scheduler, dag-processor,
+api-server, triggerer on SQLite with the LocalExecutor), from a shell whose PATH does not hold the venv.
+
+The test waits for the REST API, sees the nightly schedule's first run (nothing landed yet: it skips), lands
+a day of exports, triggers `ingest_conversations` through the REST API, sees it succeed, and stops every
+process it started (the whole process group of `make`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import psutil
+import pytest
+
+from airflow_cluster import AirflowApi, Processes, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_EXECUTOR_TITLE = "airflow worker -- LocalExecutor"
+
+
+def make_command() -> list[str]:
+    """`make airflow`; when the suite runs from a venv other than the checkout's .venv (a shared one), make is
+    pointed at it and told not to reinstall it."""
+    venv = Path(sys.executable).parent.parent
+    if venv.resolve() == (REPO / ".venv").resolve():
+        return ["make", "-C", str(REPO), "airflow"]
+    stamp = venv / ".replyloop-installed"
+    if not stamp.exists():
+        pytest.skip(f"{venv} was not installed by `make install` ({stamp} is missing)")
+    return ["make", "-C", str(REPO), "airflow", f"VENV={venv}", "-o", str(stamp)]
+
+
+def user_env(home: Path, port: int) -> dict[str, str]:
+    """A new user's shell: none of the test session's Airflow/replyloop settings, no venv on PATH."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "REPLYLOOP_", "MLFLOW_", "AWS_", "PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env.update({"REPLYLOOP_HOME": str(home), "AIRFLOW__API__PORT": str(port),
+                # ports of their own, beside other Airflows on this machine
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())})
+    return env
+
+
+def local_executor_workers(root_pid: int) -> int:
+    root = psutil.Process(root_pid)
+    return sum(1 for p in root.children(recursive=True)
+               if " ".join(p.cmdline()).startswith(LOCAL_EXECUTOR_TITLE))
+
+
+def test_make_airflow_runs_the_ingestion_dag_triggered_through_the_rest_api(tmp_path):
+    from replyloop.demo_data import generate_landing
+    from replyloop.lake import LocalLake
+
+    home, port = tmp_path / "home", free_port()
+    procs = Processes(tmp_path / "logs")
+    try:
+        make = procs.start("make-airflow", make_command(), user_env(home, port))
+        api = AirflowApi(f"http://127.0.0.1:{port}")
+        wait_until(api.ready, timeout=180, what=f"`make airflow` to answer on port {port}", procs=procs)
+        # The DAGs start unpaused: the nightly schedule's latest run comes at once and finds nothing landed.
+        [first] = wait_until(lambda: [r for r in api.runs("ingest_conversations") if r["state"] in ("success", "failed")],
+                             timeout=120, what="the scheduled ingest run", procs=procs)
+        assert (first["run_type"], first["state"]) == ("scheduled", "success")
+        assert [t["state"] for t in api.task_instances("ingest_conversations", first["dag_run_id"])] == ["skipped"]
+        # One LocalExecutor task process per core, not Airflow's default of 32.
+        assert local_executor_workers(make.pid) == int(subprocess.check_output(["nproc"], text=True))
+
+        generate_landing(LocalLake(home / "lake").write_bytes, start_date=date(2026, 11, 20), days=1,
+                         conversations_per_day=30)
+        run_id = api.trigger("ingest_conversations")
+        state = api.wait_finished("ingest_conversations", run_id, timeout=180, procs=procs)
+        [ti] = api.task_instances("ingest_conversations", run_id)
+        assert (state, ti["state"]) == ("success", "success"), api.task_log("ingest_conversations", run_id, "ingest")
+        assert (home / "lake" / "curated" / "conversations" / "CURRENT").is_file()
+        api.close()
+    finally:
+        procs.stop_all()
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if str(home) in " ".join(p.info["cmdline"] or []) or f"--port {port}" in " ".join(p.info["cmdline"] or [])]
