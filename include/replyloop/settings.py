@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     # training
     min_new_conversations: int = Field(20, description="Nightly training runs only with this many new ones")
     train_config: Path | None = Field(None, description="YAML file with TrainConfig overrides")
+    # distributed mode: the KubernetesExecutor's pod for training tasks (dags/common/k8s.py)
+    k8s_gpu_count: int = Field(1, ge=1, description="GPUs (nvidia.com/gpu limit) of a training task's pod")
+    k8s_gpu_memory: str = Field("16Gi", description="Memory request and limit of a training task's pod")
+    k8s_gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"},
+        description="Node labels a training pod is scheduled on (JSON object)")
+    k8s_gpu_tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        description="Taints of the GPU nodes that a training pod tolerates (JSON list of V1Toleration fields)")
     # serving
     serve_alias: str = "champion"
     alias_poll_seconds: float = 30.0
