@@ -65,9 +65,16 @@ class Processes:
             if proc.poll() is not None:
                 raise ProcessFailed(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
+    def stop(self, name: str, timeout: float = 15) -> None:
+        self._stop({name: self.procs.pop(name)}, timeout)
+
     def stop_all(self, timeout: float = 15) -> None:
         """SIGTERM to every group at once, then SIGKILL to any group still there after `timeout`."""
         procs, self.procs = self.procs, {}
+        self._stop(procs, timeout)
+
+    @staticmethod
+    def _stop(procs: dict[str, subprocess.Popen], timeout: float) -> None:
         for proc in procs.values():
             _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout

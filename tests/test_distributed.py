@@ -176,7 +176,7 @@ def stack(postgres_admin, redis_url, s3_endpoint, tiny_model_dir, tmp_path_facto
         api = AirflowApi(f"http://127.0.0.1:{api_port}")
         wait_until(api.ready, timeout=120, what="the Airflow api-server to answer", procs=procs)
         wait_until(lambda: set(DAG_IDS) <= api.dag_ids(), timeout=120, what="the DAGs to be parsed", procs=procs)
-        yield {"api": api, "procs": procs, "s3": s3, "lake_bucket": lake_bucket, "mlflow_bucket": mlflow_bucket,
+        yield {"api": api, "procs": procs, "env": env, "s3": s3, "lake_bucket": lake_bucket, "mlflow_bucket": mlflow_bucket,
                "mlflow_uri": env["MLFLOW_TRACKING_URI"], "mlflow_db": mlflow_db}
         api.close()
     finally:
@@ -252,3 +252,22 @@ def test_nightly_loop_on_celery_with_a_gpu_queue_mlflow_server_and_s3(stack):
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack["mlflow_bucket"])
             for o in page.get("Contents", [])]
     assert any(k.endswith("adapter_model.safetensors") for k in keys), keys[:20]
+
+
+def test_an_unreachable_broker_fails_the_task_naming_the_broker_and_it_is_retried(stack):
+    """The scheduler cannot hand a task to Celery: the task instance fails, says which broker, and waits for
+    its retry (DEFAULT_ARGS retries=2); nothing ran."""
+    api, procs = stack["api"], stack["procs"]
+    procs.stop("scheduler")
+    broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    procs.start("scheduler-unreachable-broker", [AIRFLOW, "scheduler"],
+                {**stack["env"], "AIRFLOW__CELERY__BROKER_URL": broker})
+    run_id = api.trigger("ingest_conversations")
+
+    def ingest_state():
+        [ti] = [t for t in api.task_instances("ingest_conversations", run_id) if t["task_id"] == "ingest"]
+        return ti if ti["state"] not in (None, "scheduled", "queued") else None
+    ti = wait_until(ingest_state, timeout=120, what="the ingest task to leave the queue", procs=procs)
+    assert (ti["state"], ti["try_number"], ti["max_tries"], ti["hostname"] or None) == ("up_for_retry", 1, 2, None)
+    log = procs.log_tail("scheduler-unreachable-broker", chars=200_000)
+    assert "Error sending Celery workload" in log and broker.split("//")[1].split("/")[0] in log, log[-3000:]
