@@ -65,10 +65,10 @@ class Processes:
             if proc.poll() is not None:
                 raise ProcessFailed(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
-    def stop(self, name: str, timeout: float = 15) -> None:
+    def stop(self, name: str, timeout: float = 8) -> None:
         self._stop({name: self.procs.pop(name)}, timeout)
 
-    def stop_all(self, timeout: float = 15) -> None:
+    def stop_all(self, timeout: float = 8) -> None:
         """SIGTERM to every group at once, then SIGKILL to any group still there after `timeout`."""
         procs, self.procs = self.procs, {}
         self._stop(procs, timeout)

@@ -164,10 +164,11 @@ def test_the_lake_connection_is_the_one_the_tasks_read(services):
         assert conn["extra"]["endpoint_url"] == "http://minio:9000"
 
 
-def test_every_replyloop_variable_is_a_setting(services):
+def test_every_replyloop_variable_is_a_setting(services, env_example):
     from replyloop.settings import Settings
 
     known = {f"REPLYLOOP_{name.upper()}" for name in Settings.model_fields}
+    assert {k for k in env_example if k.startswith("REPLYLOOP_")} - known == set()
     for name, svc in services.items():
         env = svc.get("environment") or {}
         unknown = {k for k in env if k.startswith("REPLYLOOP_")} - known
