@@ -41,7 +41,7 @@ def user_env(home: Path, port: int) -> dict[str, str]:
     """A new user's shell: none of the test session's Airflow/replyloop settings, no venv on PATH."""
     venv_bin = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "REPLYLOOP_", "MLFLOW_", "AWS_", "PYTHON", "VIRTUAL_ENV"))}
+           if not k.startswith(("AIRFLOW", "REPLYLOOP_", "MLFLOW_", "AWS_", "PYTHON", "VIRTUAL_ENV", "MAKE", "MFLAGS"))}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     env.update({"REPLYLOOP_HOME": str(home), "AIRFLOW__API__PORT": str(port),
                 # ports of their own, beside other Airflows on this machine
