@@ -84,6 +84,8 @@ airflow: export AIRFLOW__CORE__PARALLELISM ?= $(shell nproc 2>/dev/null || echo 
 airflow: export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= False
 airflow: export AIRFLOW__API__PORT ?= 8080
 airflow: export AIRFLOW__CORE__EXECUTION_API_SERVER_URL ?= http://localhost:$(AIRFLOW__API__PORT)/execution/
+# SQLite serialises writes: under load a task's calls to the api-server can wait past the 5 s default
+airflow: export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT ?= 60
 airflow: airflow-init ## Airflow UI on http://localhost:8080 (AIRFLOW__API__PORT; standalone: scheduler, dag-processor, api-server, triggerer)
 	$(BIN)/airflow standalone
 

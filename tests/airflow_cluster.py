@@ -47,6 +47,8 @@ class Processes:
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
         atexit.register(self.stop_all)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a terminated test run still cleans up
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.logdir / f"{name}.log", "wb")
@@ -85,6 +87,10 @@ class Processes:
             except subprocess.TimeoutExpired:
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through the fixtures' finally blocks, then atexit
 
 
 def _signal_group(pgid: int, sig: int) -> None:
