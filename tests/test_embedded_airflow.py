@@ -44,6 +44,8 @@ def user_env(home: Path, port: int) -> dict[str, str]:
            if not k.startswith(("AIRFLOW", "REPLYLOOP_", "MLFLOW_", "AWS_", "PYTHON", "VIRTUAL_ENV", "MAKE", "MFLAGS"))}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     env.update({"REPLYLOOP_HOME": str(home), "AIRFLOW__API__PORT": str(port),
+                # the new snapshot triggers finetune_lora: keep it from training SmolLM2 in this test
+                "REPLYLOOP_MIN_NEW_CONVERSATIONS": "1000000",
                 # ports of their own, beside other Airflows on this machine
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())})
