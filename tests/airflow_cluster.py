@@ -157,9 +157,18 @@ class AirflowApi:
     def unpause(self, dag_id: str) -> None:
         self._ok(self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}))
 
-    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+    def trigger(self, dag_id: str, conf: dict | None = None, attempts: int = 5) -> str:
+        """Create a run. On SQLite (the embedded mode) a write that meets another component's lock answers
+        500 "Database error"; like a user pressing the button again, try a few times."""
         body = {"logical_date": None, "conf": conf or {}}
-        return self._ok(self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body))["dag_run_id"]
+        for _ in range(attempts - 1):
+            response = self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+            if response.status_code != 500 or "Database error" not in response.text:
+                break
+            time.sleep(3)
+        else:
+            response = self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        return self._ok(response)["dag_run_id"]
 
     def runs(self, dag_id: str) -> list[dict]:
         return self._ok(self.http.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}))["dag_runs"]
