@@ -86,7 +86,17 @@ bench: install ## benchmarks (figures and ratios against a baseline)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/train.py
 
-airflow: airflow-init ## Airflow UI on http://localhost:8080 (standalone: scheduler, dag-processor, api-server)
+# The embedded Airflow (`make airflow`): LocalExecutor with one task process per core, DAGs unpaused so the
+# nightly schedule runs (AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True make airflow keeps new DAGs paused),
+# and the venv's bin first on PATH: standalone starts its components as `airflow ...` child processes.
+airflow: export PATH := $(abspath $(BIN)):$(PATH)
+airflow: export AIRFLOW__CORE__PARALLELISM ?= $(shell nproc 2>/dev/null || echo 2)
+airflow: export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= False
+airflow: export AIRFLOW__API__PORT ?= 8080
+airflow: export AIRFLOW__CORE__EXECUTION_API_SERVER_URL ?= http://localhost:$(AIRFLOW__API__PORT)/execution/
+# SQLite serialises writes: under load a task's calls to the api-server can wait past the 5 s default
+airflow: export AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT ?= 60
+airflow: airflow-init ## Airflow UI on http://localhost:8080 (AIRFLOW__API__PORT; standalone: scheduler, dag-processor, api-server, triggerer)
 	$(BIN)/airflow standalone
 
 mlflow: install ## MLflow UI on http://localhost:5000

@@ -25,6 +25,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from common.assets import CANDIDATE_MODEL, CURATED_SNAPSHOT, DEFAULT_ARGS, TAGS
+from common.k8s import gpu_executor_config
 
 
 def _event_extras(triggering_asset_events) -> list[dict]:
@@ -65,7 +66,7 @@ def finetune_lora():
         print(report["message"])
         return bool(params.get("force")) or report["ready"]
 
-    @task(queue="gpu", pool="gpu", outlets=[CANDIDATE_MODEL])
+    @task(queue="gpu", pool="gpu", outlets=[CANDIDATE_MODEL], executor_config=gpu_executor_config())
     def train(params=None, run_id=None, triggering_asset_events=None, outlet_events=None) -> dict:
         from common.runtime import quiet_libraries, settings_for
         from replyloop.training.config import load_train_config

@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     require_approval: bool = Field(False, description="Promotion waits for an ML lead's approval in Airflow")
     approval_timeout_hours: float = Field(24.0, gt=0, description="An unanswered approval request expires "
                                           "after this long; champion stays")
+    # distributed mode: the KubernetesExecutor's pod for training tasks (dags/common/k8s.py)
+    k8s_gpu_count: int = Field(1, ge=1, description="GPUs (nvidia.com/gpu limit) of a training task's pod")
+    k8s_gpu_memory: str = Field("16Gi", description="Memory request and limit of a training task's pod")
+    k8s_gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"},
+        description="Node labels a training pod is scheduled on (JSON object)")
+    k8s_gpu_tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        description="Taints of the GPU nodes that a training pod tolerates (JSON list of V1Toleration fields)")
     # serving
     serve_alias: str = "champion"
     alias_poll_seconds: float = 30.0
