@@ -2,7 +2,9 @@
 
 A conversation is one customer message (a str) or a list of turns `{"role": "customer"|"agent", "text": str}`.
 It is rendered with the base model's own chat template: the system prompt, customer turns as `user`, agent
-turns as `assistant`, leading @mentions / [HANDLE] stripped (`replyloop.text.strip_leading_mentions`).
+turns as `assistant`, leading @mentions / [HANDLE] stripped (`replyloop.text.strip_leading_mentions`), and
+a redacted greeting name dropped ("Hi [NAME], sorry" -> "Hi, sorry"; `replyloop.pii.drop_greeting_placeholder`),
+so a model neither learns nor produces the placeholder.
 
 Long conversations lose whole OLDEST turns; the system prompt and the last turn are always kept, so a
 prompt keeps the customer's latest message and a training example keeps the agent reply it teaches.
@@ -15,6 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from replyloop.pii import drop_greeting_placeholder
 from replyloop.text import strip_leading_mentions
 
 Turn = dict  # {"role": "customer" | "agent", "text": str}
@@ -35,7 +38,7 @@ def chat_messages(conversation: str | list[Turn], system_prompt: str) -> list[di
         role = _ROLES.get(t["role"])
         if role is None:
             raise ChatError(f"turn {i}: role {t['role']!r} is neither 'customer' nor 'agent'")
-        out.append({"role": role, "content": strip_leading_mentions(t["text"])})
+        out.append({"role": role, "content": drop_greeting_placeholder(strip_leading_mentions(t["text"]))})
     return out
 
 

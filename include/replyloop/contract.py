@@ -23,9 +23,6 @@ CURRENT_KEY = f"{CURATED_PREFIX}/CURRENT"
 QUARANTINE_PREFIX = "quarantine"
 STATE_PREFIX = "state/ingested"
 
-# Model-written agent turns: author_id = "replyloop:v<model_version>" (raw/replies, INTERFACES §6).
-SERVED_AUTHOR_PREFIX = "replyloop:"
-
 # Erasure requests (docs/privacy.md): an append-only log, one JSON object per request, never rewritten.
 # It holds ids only, never message text. Ingestion keeps every id it names out of later snapshots.
 ERASURE_PREFIX = "privacy/erasures"  # privacy/erasures/<requested_at>-<request_id>.json
