@@ -16,9 +16,16 @@ SMALL = Path(__file__).parent / "data" / "gate_small.yaml"
 INFRA_OK = {"asked": 5, "answered": 5, "p95_s": 0.2, "mean_s": 0.1, "budget_s": 1.0, "path": "load_version"}
 
 
+FULL = {"token_f1": 0.02, "rougeL": 0.02, "chrf": 2.0, "semantic_similarity": 0.02, "perplexity": 0.05,
+        "reply_length": 0.05, "safety": 0.02}
+
+
 def config(**rules) -> GateConfig:
-    """The test gate file with some rules replaced."""
+    """The test gate file, with interval rules on every metric (as shipped) and some rules replaced."""
     raw = yaml.safe_load(SMALL.read_text())
+    raw["rules"]["non_regression"]["tolerance"] = FULL
+    raw["rules"]["slices"]["metrics"] = ["token_f1"]
+    raw["rules"]["floors"] = {"golden": {"token_f1": 0.1}}
     raw["rules"].update(rules)
     return GateConfig(**raw)
 
