@@ -97,7 +97,7 @@ def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float) -> di
     train = [Example(**e) for e in data["train"]]
     held = [Example(**e) for e in data["held_out"]]
     max_len = max(len(e.input_ids) for e in train + held)
-    cfg = load_train_config(max_steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=1,
+    cfg = load_train_config(max_steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=0,
                             early_stopping_patience=0, checkpoint_every=10_000, eval_every=10_000,
                             max_seq_len=max(max_len, 8))
     torch.manual_seed(cfg.seed)
