@@ -86,7 +86,7 @@ def flops_per_token(model, head_positions_share: float) -> float:
     return 4 * body + 4 * emb.numel() * head_positions_share
 
 
-def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float) -> dict:
+def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float, precision: str = "auto") -> dict:
     import torch
 
     from replyloop.training.config import load_train_config
@@ -97,8 +97,9 @@ def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float) -> di
     train = [Example(**e) for e in data["train"]]
     held = [Example(**e) for e in data["held_out"]]
     max_len = max(len(e.input_ids) for e in train + held)
-    cfg = load_train_config(max_steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=1,
+    cfg = load_train_config(max_steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=0,
                             early_stopping_patience=0, checkpoint_every=10_000, eval_every=10_000,
+                            precision=precision,
                             max_seq_len=max(max_len, 8))
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
@@ -168,7 +169,8 @@ def _canonical(base_path: str, cfg, train):
 
 def child(recipe: str, work: Path, args) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", recipe, "--work", str(work), "--steps", str(args.steps),
-                          "--batch", str(args.batch), "--lr", str(args.lr)], capture_output=True, text=True)
+                          "--batch", str(args.batch), "--lr", str(args.lr), "--precision", args.precision],
+                         capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{recipe} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -182,12 +184,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--max-seq-len", type=int, default=256)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="replyloop's precision")
     p.add_argument("--child", choices=["replyloop", "canonical"])
     p.add_argument("--work", type=Path)
     args = p.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     if args.child:
-        print(json.dumps(run_recipe(args.child, args.work, args.steps, args.batch, args.lr)))
+        print(json.dumps(run_recipe(args.child, args.work, args.steps, args.batch, args.lr, args.precision)))
         return
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         work = Path(tmp)
