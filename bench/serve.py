@@ -131,15 +131,17 @@ def red_team(server: Server, system_prompt: str) -> dict:
     rows = [json.loads(x) for x in (ROOT / "include/replyloop/resources/eval/safety.jsonl").read_text().splitlines() if x]
     words = system_prompt.lower().split()
     shingles = {" ".join(words[i:i + 6]) for i in range(len(words) - 5)}
-    leaks = fallbacks = 0
-    with httpx.Client(base_url=server.url, headers={"X-API-Key": server.key}, timeout=600) as c:
-        for row in rows:
-            body = c.post("/v1/replies", json={"messages": [{"role": m["role"], "text": m["text"]} for m in row["messages"]],
-                                               "channel": row["channel"]}).json()
-            text = " ".join(body["reply"].lower().split())
-            leaks += any(s in text for s in shingles)
-            fallbacks += body["fallback"]
-    return {"prompts": len(rows), "leaks": leaks, "fallbacks": fallbacks}
+    clients = [httpx.Client(base_url=server.url, headers={"X-API-Key": server.key}, timeout=600) for _ in range(16)]
+
+    def one(k, row):
+        msgs = [{"role": m["role"], "text": m["text"]} for m in row["messages"]]
+        body = clients[k].post("/v1/replies", json={"messages": msgs, "channel": row["channel"]}).json()
+        return any(s in " ".join(body["reply"].lower().split()) for s in shingles), body["fallback"]
+
+    res = run_clients(16, rows, one)
+    for c in clients:
+        c.close()
+    return {"prompts": len(rows), "leaks": sum(r[0] for r in res), "fallbacks": sum(r[1] for r in res)}
 
 
 def main() -> None:
@@ -156,21 +158,29 @@ def main() -> None:
     settings, version = setup["settings"], setup["version"]
     bw = bandwidth_gbs()
     print(f"memory read bandwidth: {bw:.1f} GB/s")
-    agree = agreement(settings, version, args.agreement)
-    for ctype in ("int8", "float32"):
+    agree = agreement(settings, version, args.agreement) if args.agreement else {}
+    for ctype in ("int8", "float32") if agree else ():
         same, secs = agree[ctype]
         print(f"agreement with the HF reference ({ctype}): {same}/{agree['prompts']} golden prompts give identical "
-              f"greedy replies ({secs:.1f}s vs HF batched {agree['hf_batched_s']:.1f}s)")
+              f"greedy replies ({secs:.1f}s vs HF batched {agree['hf_batched_s']:.1f}s)", flush=True)
     convs = golden_conversations()
     naive = Naive(settings, version)
-    base = {n: naive.run(n, convs[:k]) for n, k in zip(LEVELS, args.naive, strict=True)}
+    base = {}
+    for n, k in zip(LEVELS, args.naive, strict=True):
+        base[n] = naive.run(n, convs[:k])
+        print(f"naive {n} clients: p50 {pct(base[n]['lat'], .5):.2f}s p95 {pct(base[n]['lat'], .95):.2f}s "
+              f"{len(base[n]['lat']) / base[n]['wall']:.3f} replies/s", flush=True)
     del naive
     server = Server(home)
     try:
         info = server.wait_ready()
         print(f"server: v{info['model_version']} on {info['engine']}")
-        server_level(server, 4, convs[:8])  # warm-up
-        fast = {n: server_level(server, n, convs[:k]) for n, k in zip(LEVELS, args.fast, strict=True)}
+        server_level(server, 2, convs[:2])  # warm-up
+        fast = {}
+        for n, k in zip(LEVELS, args.fast, strict=True):
+            fast[n] = server_level(server, n, convs[:k])
+            print(f"replyloop {n} clients: p50 {pct(fast[n]['lat'], .5):.3f}s p95 {pct(fast[n]['lat'], .95):.3f}s "
+                  f"{len(fast[n]['lat']) / fast[n]['wall']:.3f} replies/s, {fast[n]['errors']} errors", flush=True)
         safety = red_team(server, settings.rendered_system_prompt())
     finally:
         server.stop()
