@@ -202,6 +202,8 @@ class S3Lake:
         hint = {
             "NoSuchBucket": "the bucket does not exist",
             "AccessDenied": "access denied: check the credentials and the bucket policy",
+            "InvalidAccessKeyId": "access denied: check the credentials (unknown access key id)",
+            "SignatureDoesNotMatch": "access denied: check the credentials (the secret key does not match)",
             "NoSuchKey": "no such object",
             "403": "access denied: check the credentials and the bucket policy",
             "404": "no such object",

@@ -102,7 +102,7 @@ def test_a_new_day_extends_the_snapshot(settings, lake):
     ("agent only", jsonl({**conv("c-9"), "messages": conv("c-9")["messages"][1:]}), "no_customer_turn"),
     ("duplicate message ids", jsonl({**conv("c-9"), "messages": [
         conv("c-9")["messages"][0], {**conv("c-9")["messages"][1], "message_id": "c-9-1"}]}), "duplicate_message_id"),
-    ("golden prompt", jsonl(conv("c-9", customer="Is the smartwatch waterproof? I want to wear it swimming.")),
+    ("golden prompt", jsonl(conv("c-9", customer="Placed an order Thursday and the confirmation email still says 'processing'. Is that normal?")),
      "eval_contamination"),
 ])
 def test_bad_record_is_quarantined_with_reason(settings, lake, name, payload, reason):
