@@ -14,7 +14,7 @@ RAW_PREFIXES = {
     "conversations": "raw/conversations",
     "twcs": "raw/twcs",
     "feedback": "raw/feedback",
-    "replies": "raw/replies",  # every reply the API served (INTERFACES §6), curated like raw/conversations
+    "replies": "raw/replies",  # every reply the API served (docs/data-contract.md), curated like raw/conversations
 }
 # Agent turns written by the model itself (served replies) carry author ids "replyloop:v<version>".
 SERVED_AUTHOR_PREFIX = "replyloop:"

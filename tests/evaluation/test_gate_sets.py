@@ -1,4 +1,4 @@
-"""Evaluation sets: the §5 loaders, a configured location (folder or lake prefix), content hashes, held-out."""
+"""Evaluation sets: the loaders, a configured location (folder or lake prefix), content hashes, held-out."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ TOPICS = {"c-s": ("my blue kettle arrived cracked", "kettle replacement"),
 
 
 def served(cid: str, day: str, turns: int, *, version: str = "3") -> dict:
-    """A raw/replies record: the conversation so far, then the served reply (INTERFACES §6)."""
+    """A raw/replies record: the conversation so far, then the served reply."""
     complaint, remedy = TOPICS[cid]
     messages = []
     for k in range(turns):

@@ -2,7 +2,7 @@
 
 Metrics are the `evaluate` modules shipped in `resources/metrics/`: token F1, ROUGE-L, chrF++, semantic
 similarity (packaged MiniLM embeddings), perplexity of the references, reply-length sanity, PII leak and
-safety (the reply-safety judge, INTERFACES §4). Per-reply scores are kept, so that the gate can compare
+safety (the reply-safety judge, `evaluation.judge`). Per-reply scores are kept, so that the gate can compare
 models pair by pair and per slice.
 """
 
@@ -49,11 +49,8 @@ class SetScores:
 
 
 def _prompt_ids(gen, messages: list[dict]) -> list[int]:
-    try:
-        from replyloop.chat import prompt_ids
-    except ImportError:  # the chat builder (INTERFACES §1) has not landed: use the generator's own chat
-        text = gen.tok.apply_chat_template(gen.chat(messages), tokenize=False, add_generation_prompt=True)
-        return gen.tok(text, add_special_tokens=False)["input_ids"]
+    from replyloop.chat import prompt_ids
+
     return prompt_ids(gen.tok, messages, gen.system_prompt, 100_000)
 
 

@@ -3,7 +3,7 @@
 - heldout: the `eval` split of the candidate's curated snapshot (the split is stable by conversation id),
   at most `heldout_cap` conversations chosen by a hash of their id (so the same ones are kept as the lake
   grows). Each is scored on its last human agent turn, given every turn before it.
-- golden, safety: the files of INTERFACES §5 from the configured location (`resources` loads them).
+- golden, safety: the files described in docs/gate.md, from the configured location (`resources` loads them).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass, field
 
 from replyloop import resources
+from replyloop.contract import SERVED_AUTHOR_PREFIX  # model-written agent turns are never references
 from replyloop.settings import Settings
 
 SET_NAMES = ("heldout", "golden", "safety")
-SERVED_AUTHOR_PREFIX = "replyloop:"  # model-written agent turns (INTERFACES §6) are never references
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Assets shipped with the package, and the loaders of the evaluation sets.
 
-The golden and safety sets (INTERFACES §5, JSON Lines) are read from the configured location
+The golden and safety sets (JSON Lines, described in docs/gate.md) are read from the configured location
 `REPLYLOOP_EVAL_SETS_URI`: a local folder, an `s3://bucket/prefix`, or `lake:<prefix>` inside the
 configured lake. The default is the shipped `resources/eval/`. Each set is versioned by the sha256 of its
 file, recorded with every gate decision. A malformed line stops with the file, line and field named.
@@ -90,7 +90,7 @@ def _check(name: str, rec: dict, where: str) -> None:
 
 
 def load_set_file(settings: Settings, name: str) -> SetFile:
-    """One evaluation set file, checked line by line against INTERFACES §5."""
+    """One evaluation set file, checked line by line against the schema in docs/gate.md."""
     if name not in FILES:
         raise EvalSetError(f"unknown evaluation set {name!r}; expected one of {sorted(FILES)}")
     source, data = _read(settings, name)

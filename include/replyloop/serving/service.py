@@ -2,7 +2,7 @@
 
 reply: check the conversation -> micro-batched generation on the model admitted with the request ->
 PII check (`pii.check_reply`) and safety judge on the generated text, else the safe fallback reply ->
-durable record in raw/replies (INTERFACES §6) -> answer.
+durable record in raw/replies (docs/data-contract.md) -> answer.
 """
 
 from __future__ import annotations

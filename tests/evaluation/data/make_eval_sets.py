@@ -1,4 +1,4 @@
-"""Writes the small golden and safety sets the gate tests use (INTERFACES §5 schema).
+"""Writes the small golden and safety sets the gate tests use (the schema of docs/gate.md).
 
 The golden items are demo-brand conversations (a generator seed the tests' lakes do not use), so that a
 tiny model trained on a demo lake is certainly better on them than a random one. Run from the repo root:
