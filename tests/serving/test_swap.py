@@ -73,3 +73,14 @@ def test_promotion_and_rollback_go_live_under_traffic(serve_settings, api_key, s
     # v1 stayed loaded: the rollback is one poll away (plus the registry lookup, slow on a loaded machine)
     assert live_after <= 2 * poll + 3.0, f"rollback live after {live_after:.2f}s with polls every {poll}s"
     assert set(statuses) == {200} and versions <= {v1, v2}
+
+
+def test_load_serves_the_alias_or_says_why(served_registry, settings):
+    import pytest
+
+    from replyloop.serving.model_store import NoModelError
+
+    loaded = ModelStore(served_registry["settings"]).load()
+    assert loaded.version == served_registry["versions"][0] and isinstance(loaded.generator.reply(["hi"])[0], str)
+    with pytest.raises(NoModelError, match="has no @champion version yet"):
+        ModelStore(settings).load()

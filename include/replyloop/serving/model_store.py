@@ -21,11 +21,24 @@ from replyloop.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class NoModelError(RuntimeError):
+    """The alias names no version, or it cannot be loaded (`ModelStore.load`)."""
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     version: str
     engine: Engine
     loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def generator(self) -> LoadedModel:
+        """Kept for callers of the first API (`loaded.generator.reply([...])`)."""
+        return self
+
+    def reply(self, conversations: list) -> list[str]:
+        turns = [[{"role": "customer", "text": c}] if isinstance(c, str) else c for c in conversations]
+        return [g.text for g in self.engine.generate(turns)]
 
 
 class ModelStore:
@@ -41,6 +54,13 @@ class ModelStore:
 
     @property
     def current(self) -> LoadedModel | None:
+        return self._current
+
+    def load(self) -> LoadedModel:
+        """Serve the alias's version now (one refresh); NoModelError says why when nothing is served."""
+        self.refresh()
+        if self._current is None:
+            raise NoModelError(self.not_ready)
         return self._current
 
     def refresh(self) -> bool:
