@@ -71,7 +71,7 @@ def test_nightly_loop_with_dag_test(airflow_db, dags, learner_settings, demo_lak
     assert run.data.params["max_steps"] == "100"
 
     # cold start: the trained candidate against the base model, on the test-sized sets and gate file
-    for key, value in {"EVAL_SETS_URI": str(EVAL_DATA / "eval"), "GATE_FILE": str(EVAL_DATA / "gate_small.yaml"),
+    for key, value in {"EVAL_SETS_URI": str(EVAL_DATA / "eval"), "GATE_FILE": str(EVAL_DATA / "gate_wiring.yaml"),
                        "HELDOUT_CAP": "24", "GATE_LATENCY_PROMPTS": "5"}.items():
         monkeypatch.setenv(f"REPLYLOOP_{key}", value)
     get_settings.cache_clear()
