@@ -65,7 +65,9 @@ endef
 
 demo: airflow-init ## the whole loop once, through Airflow, on the real SmolLM2 base model
 	@echo "== 1/4 landing data"
-	$(BIN)/replyloop demo-data
+	@# three days of 150 conversations: the held-out split (10 %) then holds the 30+ conversations the
+	@# gate asks for as minimum evidence (resources/gate.yaml)
+	$(BIN)/replyloop demo-data --days 3 --per-day 150
 	$(BIN)/airflow dags reserialize > /dev/null 2>&1
 	@echo "== 2/4 ingest_conversations"
 	$(call run_dag,ingest_conversations)
