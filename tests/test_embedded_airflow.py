@@ -52,10 +52,16 @@ def user_env(home: Path, port: int) -> dict[str, str]:
     return env
 
 
+def _cmdline(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:  # a task process that just ended (zombie or gone) is no worker
+        return ""
+
+
 def local_executor_workers(root_pid: int) -> int:
     root = psutil.Process(root_pid)
-    return sum(1 for p in root.children(recursive=True)
-               if " ".join(p.cmdline()).startswith(LOCAL_EXECUTOR_TITLE))
+    return sum(1 for p in root.children(recursive=True) if _cmdline(p).startswith(LOCAL_EXECUTOR_TITLE))
 
 
 def _ingest(api: AirflowApi, run_id: str) -> dict:
