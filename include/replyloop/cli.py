@@ -343,9 +343,10 @@ def summary(no_reply: bool) -> None:
         v = vs[-1]
         tags = v.tags or {}
         click.echo(f"training  MLflow run {v.run_id} -> {settings.model_name} v{v.version}")
-        click.echo(f"gate      v{v.version} vs {tags.get('replyloop.gate.baseline', '?')}: "
-                   f"{tags.get(registry.GATE_TAG, 'pending').upper()}")
-        for reason in (tags.get("replyloop.gate.reasons") or "").split("; "):
+        baselines = json.loads(tags.get(registry.Tag.GATE_BASELINES) or "{}")
+        against = ", ".join(f"{k} {v}" for k, v in baselines.items() if v) or "?"
+        click.echo(f"gate      v{v.version} vs {against}: {tags.get(registry.Tag.GATE, 'pending').upper()}")
+        for reason in (tags.get(registry.Tag.GATE_REASONS) or "").splitlines():
             if reason:
                 click.echo(f"          - {reason}")
     champion = registry.alias_version(settings, registry.CHAMPION) if vs else None
