@@ -73,22 +73,28 @@ def smollm2_tokenizer_dir() -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(smollm2_tokenizer_dir) -> Path:
-    """A randomly initialised two-layer Llama with the SmolLM2 tokenizer: the real code path, fast."""
+def _save_tiny_llama(tok, out: Path) -> Path:
+    """A randomly initialised (seeded) two-layer Llama for `tok`, saved with it in `out`."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id)
-    out = _SESSION / "tiny-llama"
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smollm2_tokenizer_dir) -> Path:
+    """A randomly initialised two-layer Llama with the SmolLM2 tokenizer: the real code path, fast."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    return _save_tiny_llama(tok, _SESSION / "tiny-llama")
 
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -100,9 +106,8 @@ def tiny_learner_dir() -> Path:
     """A randomly initialised two-layer Llama with a 1,024-token BPE vocabulary fitted on demo-brand text
     (ChatML template). Small enough that a LoRA adapter learns the demo brand's replies in ~100 CPU steps,
     so tests can know for certain that a trained candidate beats the base model."""
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     from replyloop.demo_data import iter_canonical_conversations
 
@@ -115,15 +120,7 @@ def tiny_learner_dir() -> Path:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>", chat_template=CHATML)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    out = _SESSION / "tiny-learner"
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return _save_tiny_llama(tok, _SESSION / "tiny-learner")
 
 
 @pytest.fixture
