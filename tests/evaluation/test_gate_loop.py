@@ -212,3 +212,31 @@ def test_bad_input_stops_with_a_clear_message_and_moves_nothing(loop, tmp_path, 
     assert _aliases(settings) == before
     assert Tag.GATE not in registry.version_tags(settings, hollow)
     assert get_settings().gate_file == DATA / "gate_small.yaml"
+
+
+def test_the_gate_judges_the_replies_the_server_gives(loop, tmp_path):
+    """The gate asks every model through the serving engine: the candidate's and the base model's replies
+    in the gate run are the replies `serving.engine` gives for the same prompts."""
+    import mlflow
+
+    from replyloop.evaluation.answerers import load_base
+    from replyloop.evaluation.run import evaluate_candidate
+    from replyloop.evaluation.sets import load_sets
+    from replyloop.serving.engine import load_engine
+
+    settings, good = loop["settings"], loop["good"]
+    own = settings.model_copy(update={"model_name": "served-replies"})
+    version = register_variant(settings, good, tmp_path, into=own)
+    result = evaluate_candidate(own, version=version, promote=False)
+    assert result["engine"] == "ctranslate2"
+    table = mlflow.load_table("gate/replies.json", run_ids=[result["eval_run_id"]])
+    golden = table[table["set"] == "golden"]
+    items = {it.id: it for it in load_sets(own, None)["golden"].items}
+    convs = [items[i].messages for i in golden["id"]]
+    engine, step = load_engine(own, version), own.serve_max_batch  # the server's micro-batches
+    assert engine.name == "ctranslate2"
+    served = [g.text for i in range(0, len(convs), step) for g in engine.generate(convs[i : i + step])]
+    assert list(golden[f"candidate v{version}"]) == served
+    base = load_base(own, registry.download_version(own, version))
+    assert base.engine.name == "ctranslate2"
+    assert list(golden["base model"]) == base.reply(convs)

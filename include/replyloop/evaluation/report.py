@@ -109,7 +109,7 @@ def log_run(settings, decision: dict, cfg, sets, models: dict[str, dict[str, Set
         mlflow.set_tags({"replyloop.stage": "evaluate", "replyloop.candidate_version": decision["candidate"],
                          "replyloop.code_version": code_version(),
                          "replyloop.decision": "passed" if decision["passed"] else "failed"})
-        mlflow.log_params({"gate_file": cfg.path, "gate_sha256": cfg.sha256, **{
+        mlflow.log_params({"gate_file": cfg.path, "gate_sha256": cfg.sha256, "engine": decision.get("engine"), **{
             f"set_{k}_sha256": v["sha256"] for k, v in decision["sets"].items()}, **{
             f"set_{k}_n": v["n"] for k, v in decision["sets"].items()}, **{
             f"baseline_{k}": v for k, v in decision["baselines"].items()}})

@@ -16,6 +16,7 @@ import gc
 import logging
 
 from replyloop import registry
+from replyloop.evaluation import answerers
 from replyloop.evaluation.gate import GateConfig, decide, evidence_rules, verdict
 from replyloop.evaluation.infra import latency_check
 from replyloop.evaluation.report import log_run, log_table, metric_rows
@@ -29,15 +30,6 @@ log = logging.getLogger(__name__)
 
 class EvaluationError(RuntimeError):
     pass
-
-
-def _base_generator(settings: Settings, files: registry.VersionFiles):
-    from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
-
-    model, tok = load_base(base_model_by_hash(settings, files.base_model_sha))
-    return ReplyGenerator(model, tok, system_prompt=files.model_config.get("system_prompt",
-                                                                            settings.rendered_system_prompt()),
-                          max_new_tokens=int(files.model_config.get("max_new_tokens", settings.max_new_tokens)))
 
 
 def _check_scorers(cfg: GateConfig, settings: Settings) -> None:
@@ -73,9 +65,9 @@ def _pick_version(settings: Settings, version: str | None) -> str:
 def evaluate_candidate(settings: Settings | None = None, *, version: str | None = None, promote: bool = True,
                        load=None) -> dict:
     """Run the gate for `version` (default: the newest version without a decision). `load(settings,
-    version)` returns a reply generator; default `registry.load_version`, the serving load path."""
+    version)` returns a reply generator; default: the serving engine (`answerers.load_candidate`)."""
     settings = settings or get_settings()
-    load = load or registry.load_version
+    load = load or answerers.load_candidate
     cfg = GateConfig.load(settings.gate_file)
     version = _pick_version(settings, version)
     files = registry.download_version(settings, version)  # names the version if missing or without adapter
@@ -94,8 +86,9 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
              ", ".join(f"{len(s.items)} {k}" for k, s in sets.items()))
     kw = {"options": cfg.metric_options}
     candidate = load(settings, version)
+    header["engine"] = getattr(getattr(candidate, "engine", None), "name", getattr(load, "__qualname__", str(load)))
     models = {f"candidate v{version}": score_model(candidate, sets, cfg.metrics, **kw)}
-    infra = latency_check(settings, candidate, sets["golden"], path=getattr(load, "__qualname__", str(load))) \
+    infra = latency_check(settings, candidate, sets["golden"], path=f"{header['engine']} engine") \
         if cfg.rules.infra.enabled else None
     del candidate
     scored_baselines = {}
@@ -103,7 +96,7 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
         gen = load(settings, champion)
         scored_baselines["champion"] = models[f"champion v{champion}"] = score_model(gen, sets, cfg.metrics, **kw)
         del gen
-    gen = _base_generator(settings, files)
+    gen = answerers.load_base(settings, files)
     scored_baselines["base"] = models["base model"] = score_model(gen, sets, cfg.metrics, **kw)
     del gen
     gc.collect()
@@ -129,4 +122,4 @@ def _finish(settings, cfg, decision, sets, models, version, promote) -> dict:
             "baselines": decision["baselines"], "promoted": promoted, "eval_run_id": run_id,
             "champion": registry.alias_version(settings, registry.CHAMPION),
             "failed_rules": [r for r in decision["rules"] if not r["passed"]],
-            "rules": len(decision["rules"]), "sets": decision["sets"]}
+            "rules": len(decision["rules"]), "sets": decision["sets"], "engine": decision.get("engine")}

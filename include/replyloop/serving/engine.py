@@ -112,20 +112,25 @@ def ctranslate2_installed() -> bool:
     return importlib.util.find_spec("ctranslate2") is not None
 
 
-def _content_hash(files: registry.VersionFiles) -> str:
+def _content_hash(base_model_sha: str, adapter_dir: Path | None) -> str:
     from importlib.metadata import version
 
-    h = hashlib.sha256(f"base={files.base_model_sha};ct2={version('ctranslate2')}".encode())
-    for p in sorted(files.adapter_dir.rglob("*")):
+    h = hashlib.sha256(f"base={base_model_sha};ct2={version('ctranslate2')}".encode())
+    for p in sorted(adapter_dir.rglob("*")) if adapter_dir else ():
         if p.is_file():
-            h.update(p.relative_to(files.adapter_dir).as_posix().encode())
+            h.update(p.relative_to(adapter_dir).as_posix().encode())
             h.update(p.read_bytes())
     return h.hexdigest()[:20]
 
 
 def convert_version(settings: Settings, files: registry.VersionFiles) -> Path:
     """Merge the version's adapter into its base and convert it for CTranslate2, once per content hash."""
-    dest = settings.model_cache / "engines" / "ctranslate2" / _content_hash(files)
+    return convert_model(settings, files.base_model_sha, files.adapter_dir, label=f"version {files.version}")
+
+
+def convert_model(settings: Settings, base_model_sha: str, adapter_dir: Path | None, *, label: str) -> Path:
+    """The base model (merged with `adapter_dir` when given) in CTranslate2's format, once per content hash."""
+    dest = settings.model_cache / "engines" / "ctranslate2" / _content_hash(base_model_sha, adapter_dir)
     if (dest / "ct2" / "model.bin").exists():
         return dest
     from ctranslate2.converters import TransformersConverter
@@ -135,18 +140,18 @@ def convert_version(settings: Settings, files: registry.VersionFiles) -> Path:
     from replyloop.modeling import base_model_by_hash
 
     started = time.monotonic()
-    base = base_model_by_hash(settings, files.base_model_sha)
+    base = base_model_by_hash(settings, base_model_sha)
     tmp = dest.with_name(f"{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         model = AutoModelForCausalLM.from_pretrained(base.path, dtype="float32")
-        merged = PeftModel.from_pretrained(model, files.adapter_dir).merge_and_unload()
+        merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload() if adapter_dir else model
         merged.save_pretrained(tmp / "hf")
         tok = AutoTokenizer.from_pretrained(base.path)
         tok.save_pretrained(tmp / "hf")
         tok.save_pretrained(tmp / "tokenizer")
         TransformersConverter(str(tmp / "hf")).convert(str(tmp / "ct2"), quantization="float16", force=True)
         context = int(getattr(merged.config, "max_position_embeddings", 2048) or 2048)
-        (tmp / "engine.json").write_text(json.dumps({"context": context, "version": files.version}))
+        (tmp / "engine.json").write_text(json.dumps({"context": context, "model": label}))
         shutil.rmtree(tmp / "hf")
         try:
             tmp.rename(dest)
@@ -155,7 +160,7 @@ def convert_version(settings: Settings, files: registry.VersionFiles) -> Path:
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("converted version %s for CTranslate2 in %.0fs", files.version, time.monotonic() - started)
+    log.info("converted %s for CTranslate2 in %.0fs", label, time.monotonic() - started)
     return dest
 
 
@@ -172,18 +177,45 @@ def version_config(files: registry.VersionFiles) -> dict:
 
 def load_engine(settings: Settings, version: str) -> Engine:
     """The engine the settings ask for; 'auto' takes CTranslate2 when installed, else the HF reference."""
+    if not _use_ct2(settings):
+        return HFEngine(registry.load_version(settings, version))
+    files = registry.download_version(settings, version)
+    return _ct2_engine(settings, convert_version(settings, files), version_config(files))
+
+
+def load_base_engine(settings: Settings, base_model_sha: str, config: dict) -> Engine:
+    """The base model (no adapter) in the same engine, decoding rules and prompt as a version; `config` is
+    the pyfunc config of the version it is compared with (system prompt, max_new_tokens)."""
+    if not _use_ct2(settings):
+        from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
+
+        model, tok = load_base(base_model_by_hash(settings, base_model_sha))
+        return HFEngine(ReplyGenerator(model, tok, system_prompt=_system_prompt(settings, config),
+                                       max_new_tokens=_max_new(settings, config)))
+    folder = convert_model(settings, base_model_sha, None, label=f"base model {base_model_sha[:16]}")
+    return _ct2_engine(settings, folder, config)
+
+
+def _use_ct2(settings: Settings) -> bool:
     choice = settings.serve_engine
     if choice not in ("auto", "ctranslate2", "hf"):
         raise EngineError(f"REPLYLOOP_SERVE_ENGINE={choice!r} is not one of auto, ctranslate2, hf")
     if choice == "ctranslate2" and not ctranslate2_installed():
         raise EngineError("REPLYLOOP_SERVE_ENGINE=ctranslate2 but the package ctranslate2 is not installed")
-    if choice == "hf" or not ctranslate2_installed():
-        return HFEngine(registry.load_version(settings, version))
-    files = registry.download_version(settings, version)
-    cfg = version_config(files)
-    max_new = int(cfg.get("max_new_tokens", settings.max_new_tokens))
-    folder = convert_version(settings, files)
+    return choice != "hf" and ctranslate2_installed()
+
+
+def _system_prompt(settings: Settings, config: dict) -> str:
+    return config.get("system_prompt") or settings.rendered_system_prompt()
+
+
+def _max_new(settings: Settings, config: dict) -> int:
+    return int(config.get("max_new_tokens", settings.max_new_tokens))
+
+
+def _ct2_engine(settings: Settings, folder: Path, config: dict) -> CT2Engine:
+    max_new = _max_new(settings, config)
     context = json.loads((folder / "engine.json").read_text())["context"]
-    return CT2Engine(folder, system_prompt=cfg.get("system_prompt") or settings.rendered_system_prompt(),
-                     max_new_tokens=max_new, max_prompt_tokens=min(settings.serve_max_prompt_tokens, context - max_new),
+    return CT2Engine(folder, system_prompt=_system_prompt(settings, config), max_new_tokens=max_new,
+                     max_prompt_tokens=min(settings.serve_max_prompt_tokens, context - max_new),
                      compute_type=settings.serve_compute_type, threads=settings.serve_threads)
