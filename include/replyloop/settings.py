@@ -32,6 +32,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "REPLYLOOP_MLFLOW_TRACKING_URI"),
         description="MLflow tracking + registry store (default sqlite:///$REPLYLOOP_HOME/mlflow.db)",
     )
+    mlflow_http_max_retries: int = Field(
+        4, ge=0, le=10,
+        validation_alias=AliasChoices("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "REPLYLOOP_MLFLOW_HTTP_MAX_RETRIES"),
+        description="Retries of one request to an MLflow server (exponential backoff 0, 4, 8, 16 s: about half a "
+                    "minute); a longer outage fails the task and Airflow's task retries take over. MLflow's own "
+                    "default (7) waits about four minutes per request")
+    mlflow_http_timeout: int = Field(
+        60, ge=1,
+        validation_alias=AliasChoices("MLFLOW_HTTP_REQUEST_TIMEOUT", "REPLYLOOP_MLFLOW_HTTP_TIMEOUT"),
+        description="Seconds one request to an MLflow server may wait to connect or between bytes of the answer "
+                    "(MLflow's default: 120)")
     aws_endpoint_url: str | None = Field(
         None,
         validation_alias=AliasChoices("AWS_ENDPOINT_URL", "REPLYLOOP_AWS_ENDPOINT_URL"),
