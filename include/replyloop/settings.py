@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     min_new_conversations: int = Field(20, description="Nightly training runs only with this many new training "
                                                       "conversations + new corrections together")
     train_config: Path | None = Field(None, description="YAML file with TrainConfig overrides")
+    train_processes: int = Field(0, ge=0, description="Data-parallel training processes on one worker, one per "
+                                 "GPU (NCCL); 0 = one per visible CUDA device (CUDA_VISIBLE_DEVICES), 1 without "
+                                 "CUDA. More than 1 on a CPU-only worker runs gloo processes (for testing)")
     train_fail_after_step: int | None = Field(None, description="Testing hook: fail the training task after this "
                                                                 "optimizer step (and its checkpoint), as a kill would")
     # evaluation and promotion gate
