@@ -151,6 +151,7 @@ def test_workers_consume_the_queues_the_tasks_use(services, dags):
     assert f'airflow pools set {train.pool} "${{AIRFLOW_GPU_POOL_SLOTS}}"' in init
     [device] = services["airflow-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert device["count"] == "1", "GPU_WORKER_GPUS of the env example: a worker trains on the GPUs it reserves"
     assert "build" in services["airflow-worker-gpu"] and "TORCH_INDEX_URL" not in str(
         services["airflow-worker-gpu"]["build"])  # PyPI's CUDA build of torch
 

@@ -32,6 +32,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "REPLYLOOP_MLFLOW_TRACKING_URI"),
         description="MLflow tracking + registry store (default sqlite:///$REPLYLOOP_HOME/mlflow.db)",
     )
+    mlflow_http_max_retries: int = Field(
+        4, ge=0, le=10,
+        validation_alias=AliasChoices("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "REPLYLOOP_MLFLOW_HTTP_MAX_RETRIES"),
+        description="Retries of one request to an MLflow server (exponential backoff 0, 4, 8, 16 s: about half a "
+                    "minute); a longer outage fails the task and Airflow's task retries take over. MLflow's own "
+                    "default (7) waits about four minutes per request")
+    mlflow_http_timeout: int = Field(
+        60, ge=1,
+        validation_alias=AliasChoices("MLFLOW_HTTP_REQUEST_TIMEOUT", "REPLYLOOP_MLFLOW_HTTP_TIMEOUT"),
+        description="Seconds one request to an MLflow server may wait to connect or between bytes of the answer "
+                    "(MLflow's default: 120)")
     aws_endpoint_url: str | None = Field(
         None,
         validation_alias=AliasChoices("AWS_ENDPOINT_URL", "REPLYLOOP_AWS_ENDPOINT_URL"),
@@ -73,6 +84,9 @@ class Settings(BaseSettings):
     min_new_conversations: int = Field(20, description="Nightly training runs only with this many new training "
                                                       "conversations + new corrections together")
     train_config: Path | None = Field(None, description="YAML file with TrainConfig overrides")
+    train_processes: int = Field(0, ge=0, description="Data-parallel training processes on one worker, one per "
+                                 "GPU (NCCL); 0 = one per visible CUDA device (CUDA_VISIBLE_DEVICES), 1 without "
+                                 "CUDA. More than 1 on a CPU-only worker runs gloo processes (for testing)")
     train_fail_after_step: int | None = Field(None, description="Testing hook: fail the training task after this "
                                                                 "optimizer step (and its checkpoint), as a kill would")
     # evaluation and promotion gate

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from replyloop.training.batching import collate, micro_batches, summed_loss, supervised_tokens
 from replyloop.training.checkpoint import load_trainable, trainable_state
 from replyloop.training.config import TrainConfig
+from replyloop.training.distributed import SingleProcess
 from replyloop.training.examples import Example
 from replyloop.training.progress import Progress
 
@@ -68,12 +69,13 @@ def held_out_loss(model, examples: list[Example], pad_id: int, batch_size: int, 
 
 class Trainer:
     def __init__(self, model, cfg: TrainConfig, train: list[Example], held_out: list[Example], pad_id: int,
-                 device, dtype, *, fail_after_step: int | None = None):
+                 device, dtype, *, fail_after_step: int | None = None, dp=None):
         import torch
         from transformers import get_cosine_schedule_with_warmup
 
         self.model, self.cfg, self.train, self.held_out = model, cfg, train, held_out
         self.pad_id, self.device, self.dtype, self.fail_after_step = pad_id, device, dtype, fail_after_step
+        self.dp = dp or SingleProcess()  # data parallelism: see training/distributed.py
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps)
@@ -87,7 +89,8 @@ class Trainer:
         return {"step": s.step, "trainable": trainable_state(self.model), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                 "history": s.history, "best_loss": s.best_loss, "best_step": s.best_step,
-                "best_trainable": s.best_trainable, "bad_evals": s.bad_evals, "stopped_early": s.stopped_early}
+                "best_trainable": s.best_trainable, "bad_evals": s.bad_evals, "stopped_early": s.stopped_early,
+                "rank_rng": self.dp.rng_states()}
 
     def restore(self, saved: dict) -> None:
         import torch
@@ -96,6 +99,7 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
+        self.dp.restore_rng(saved)
         self.state = LoopState(step=saved["step"], history=saved["history"], best_loss=saved["best_loss"],
                                best_step=saved["best_step"], best_trainable=saved["best_trainable"],
                                bad_evals=saved["bad_evals"], stopped_early=saved["stopped_early"],
@@ -131,14 +135,16 @@ class Trainer:
         import torch
 
         batches = [{k: v.to(self.device) for k, v in collate([self.train[i] for i in idx], self.pad_id).items()}
-                   for idx in index_batches]
-        tokens = sum(supervised_tokens(b) for b in batches)
+                   for idx in self.dp.shard(index_batches)]
+        tokens = self.dp.sum(sum(supervised_tokens(b) for b in batches))  # of the global batch
         total = 0.0
         for batch in batches:
             with autocast(self.device, self.dtype):
                 loss = summed_loss(self.model, batch) / max(tokens, 1)
             loss.backward()
             total += loss.item()
+        self.dp.sum_gradients(self.params)
+        total = self.dp.sum(total)
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.scheduler.step()
@@ -149,7 +155,8 @@ class Trainer:
         s = self.state
         if not self.held_out:
             return
-        loss = held_out_loss(self.model, self.held_out, self.pad_id, self.cfg.batch_size, self.device, self.dtype)
+        loss = self.dp.mean_over_shards(self.held_out, lambda part: held_out_loss(
+            self.model, part, self.pad_id, self.cfg.batch_size, self.device, self.dtype))
         s.history["eval_loss"].append((s.step, loss))
         on_eval(s.step, loss)
         if loss < s.best_loss - 1e-4:

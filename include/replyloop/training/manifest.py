@@ -1,7 +1,8 @@
 """The reproducibility manifest of a training run, and re-running a registered version from it.
 
 Logged with every run as `manifest.json`: seed, package versions, data (snapshot id, content hash), base
-model hash, chat-template hash, the full training config (LoRA included), device and dtype, code version.
+model hash, chat-template hash, the full training config (LoRA included), device and dtype, the number of
+data-parallel processes, code version.
 Two runs with the same manifest on the same kind of CPU give the same adapter weights.
 """
 
@@ -31,12 +32,12 @@ def package_versions() -> dict[str, str]:
 
 
 def build_manifest(cfg: TrainConfig, *, snapshot_id: str, dataset_hash: str, base, chat_template_sha: str,
-                   device: str, dtype: str, code_version: str, system_prompt: str) -> dict:
+                   device: str, dtype: str, code_version: str, system_prompt: str, processes: int = 1) -> dict:
     return {"seed": cfg.seed, "packages": package_versions(), "snapshot_id": snapshot_id,
             "dataset_hash": dataset_hash, "base_model_sha": base.sha, "base_model_source": base.source,
             "chat_template_sha": chat_template_sha, "train_config": cfg.to_dict(), "device": device, "dtype": dtype,
             "code_version": code_version, "system_prompt": system_prompt, "machine": platform.machine(),
-            "torch_threads": _threads()}
+            "torch_threads": _threads(), "processes": processes}
 
 
 def _threads() -> int:

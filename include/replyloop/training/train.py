@@ -7,6 +7,9 @@ An Airflow task passes its run id as `airflow_run_id`. It is the idempotency key
   - an MLflow run already started for it is continued from its last checkpoint (a killed task resumes and
     ends at the same step with the same weights as an uninterrupted run).
 Nothing is registered until the adapter and the pyfunc model are completely logged.
+
+With `train_processes` > 1 (default: one per visible GPU) `train` launches that many data-parallel
+processes (training/distributed.py), each running `train_here`; rank 0 alone talks to MLflow.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from replyloop.modeling import load_base, resolve_base_model, training_precision
 from replyloop.reports import loss_curve_png
 from replyloop.settings import Settings, get_settings
 from replyloop.tracking import code_version, configure
-from replyloop.training import checkpoint
+from replyloop.training import checkpoint, distributed
 from replyloop.training.config import TrainConfig, check_target_modules, make_lora_config
 from replyloop.training.data import TrainingData, load_training_data, mlflow_dataset
 from replyloop.training.examples import build_examples
@@ -98,19 +101,41 @@ def train(cfg: TrainConfig, settings: Settings | None = None, *, snapshot_id: st
         log.info("version %s is already registered for Airflow run %s: nothing to do", done, airflow_run_id)
         return {"version": done, "airflow_run_id": airflow_run_id, "already_registered": True,
                 **_run_summary(settings, done)}
+    if (n := distributed.processes(settings)) > 1:
+        resolve_base_model(settings)  # stored once, before the ranks read it
+        return distributed.launch(n, cfg, settings, snapshot_id=snapshot_id, register=register,
+                                  airflow_run_id=airflow_run_id)
+    return train_here(cfg, settings, snapshot_id=snapshot_id, register=register, airflow_run_id=airflow_run_id)
+
+
+def train_here(cfg: TrainConfig, settings: Settings, *, snapshot_id: str | None, register: bool,
+               airflow_run_id: str | None, dp=None) -> dict:
+    """Train in this process: alone, or as one rank `dp` of a data-parallel run (the ranks but 0 return {})."""
+    dp = dp or distributed.SingleProcess()
     data = load_training_data(settings, snapshot_id)
     base = resolve_base_model(settings)
     device, dtype = training_precision(cfg.precision)
     model, tok = build_lora_model(base, cfg, dtype)
+    dp.seed(cfg.seed)
     train_ex, held_out, skipped = _examples(tok, settings.rendered_system_prompt(), data, cfg)
     manifest = build_manifest(cfg, snapshot_id=data.snapshot_id, dataset_hash=data.dataset_hash, base=base,
                               chat_template_sha=template_sha(tok), device=device.type,
                               dtype=str(dtype).removeprefix("torch."), code_version=code_version(),
-                              system_prompt=settings.rendered_system_prompt())
+                              system_prompt=settings.rendered_system_prompt(), processes=dp.world)
     trainer = Trainer(model, cfg, train_ex, held_out, tok.pad_token_id, device, dtype,
-                      fail_after_step=settings.train_fail_after_step)
+                      fail_after_step=settings.train_fail_after_step, dp=dp)
+    dp.broadcast_parameters(trainer.params)
+    if not dp.is_main:
+        _resume(trainer, dp.share(None))
+        trainer.run(on_step=lambda *_: None, on_eval=lambda *_: None, on_checkpoint=lambda _: None)
+        return {}
     return _tracked_run(settings, cfg, data, base, manifest, trainer, tok, skipped, register=register,
                         airflow_run_id=airflow_run_id)
+
+
+def _resume(trainer: Trainer, saved: dict | None) -> None:
+    if saved:
+        trainer.restore(saved)
 
 
 def _tracked_run(settings, cfg, data, base, manifest, trainer, tok, skipped, *, register, airflow_run_id) -> dict:
@@ -121,11 +146,8 @@ def _tracked_run(settings, cfg, data, base, manifest, trainer, tok, skipped, *, 
     with mlflow.start_run(run_id=prior, run_name=None if prior else f"lora-{data.snapshot_id}",
                           log_system_metrics=True) as run:
         run_id = run.info.run_id
-        if prior:
-            saved = checkpoint.load_latest(client, run_id)
-            if saved:
-                trainer.restore(saved)
-        else:
+        _resume(trainer, trainer.dp.share(checkpoint.load_latest(client, run_id) if prior else None))
+        if not prior:
             _log_run_start(settings, cfg, data, base, manifest, trainer, skipped, airflow_run_id)
         state = trainer.run(
             on_step=lambda step, metrics: mlflow.log_metrics(metrics, step=step),
@@ -155,7 +177,7 @@ def _log_run_start(settings, cfg, data, base, manifest, trainer, skipped, airflo
                      **({registry.Tag.AIRFLOW_RUN_ID: airflow_run_id} if airflow_run_id else {})})
     mlflow.log_params({**cfg.flat(), "snapshot_id": data.snapshot_id, "train_examples": len(trainer.train),
                        "held_out_examples": len(trainer.held_out), "trainable_params": trainable,
-                       "device": manifest["device"], "dtype": manifest["dtype"],
+                       "device": manifest["device"], "dtype": manifest["dtype"], "processes": trainer.dp.world,
                        **{f"skipped_{k}": v for k, v in skipped.items()},
                        **{f"feedback_{k}": v for k, v in data.feedback_stats.items()}})
     mlflow.log_input(mlflow_dataset(data), context="training")
