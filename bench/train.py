@@ -199,7 +199,8 @@ def _canonical(base_path: str, cfg, train):
 
 def child(recipe: str, work: Path, args) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", recipe, "--work", str(work), "--steps", str(args.steps),
-                          "--batch", str(args.batch), "--lr", str(args.lr), "--precision", args.precision],
+                          "--batch", str(args.batch), "--lr", str(args.lr), "--precision", args.precision,
+                          "--threads", str(args.threads)],
                          capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{recipe} failed:\n{out.stderr[-4000:]}")
@@ -215,10 +216,15 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--max-seq-len", type=int, default=256)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="replyloop's precision")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads of both recipes (0: torch's default, "
+                   "one per core)")
     p.add_argument("--child", choices=["replyloop", "canonical", "untrained"])
     p.add_argument("--work", type=Path)
     args = p.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
+    from replyloop.training.train import set_threads
+
+    set_threads(args.threads)  # the recipes' and the matmul peak's
     if args.child == "untrained":
         print(json.dumps({"held_out_loss": untrained_loss(args.work)}))
         return
@@ -230,8 +236,8 @@ def main() -> None:
         data = prepare(work, args.examples, args.held_out, args.max_seq_len)
         lengths = [len(e["input_ids"]) for e in data["train"]]
         print(f"{len(lengths)} training examples (tokens: mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}), "
-              f"{len(data['held_out'])} held out; {args.steps} steps of {args.batch}; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+              f"{len(data['held_out'])} held out; {args.steps} steps of {args.batch}; {args.threads or 'default'} torch "
+              f"threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         peaks = {d: matmul_peak(d) for d in ("float32", "bfloat16")}
         print(f"measured matmul peak: fp32 {peaks['float32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.1f} "
               "GFLOP/s", flush=True)

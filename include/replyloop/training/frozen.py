@@ -7,6 +7,10 @@ layout). Keeping a transposed copy `W.T` of each frozen weight, made once (and a
 changes), turns the backward into `linear(grad_y, W.T)`, the fast shape. The numbers are the same product;
 only the memory layout differs (costs one more copy of the frozen linears, 0.2 GB for SmolLM2 in bf16).
 Weight gradients are never computed (the base is frozen), and nothing is added to the state dict.
+
+Only the decoder's linears get it, not the output head: with the head's shape the backward would be a bf16
+`linear` with a 49,152-long reduction, which kills the process (SIGFPE inside oneDNN) in torch 2.13 on
+this CPU for some row counts (32 rows, for one), while the plain `mm` works.
 """
 
 from __future__ import annotations
@@ -33,11 +37,15 @@ def _function():
 
 
 def _transposed(module):
-    """The module's `W.T` (contiguous), rebuilt when the weight tensor has changed in place."""
+    """The module's `W.T` (contiguous), rebuilt when the weight tensor has changed in place. Made outside
+    inference mode even when the first call is an evaluation, so training can save it for backward."""
+    import torch
+
     w = module.weight
     cached = module.__dict__.get("_frozen_t")
     if cached is None or cached[0] is not w or cached[1] != w._version:
-        cached = (w, w._version, w.detach().t().contiguous())
+        with torch.inference_mode(False):
+            cached = (w, w._version, w.detach().t().contiguous())
         module.__dict__["_frozen_t"] = cached
     return cached[2]
 

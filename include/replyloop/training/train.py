@@ -42,6 +42,16 @@ def mean_loss(model, examples, pad_id: int, batch_size: int) -> float:
     return held_out_loss(model, examples, pad_id, batch_size)
 
 
+def set_threads(n: int) -> None:
+    """torch's CPU threads: `n`, or torch's own default when 0. Two threads on two cores of which one is
+    busy with another job stall at every parallel op (each waits a scheduler slice for the other); the
+    measured effect is in docs/training.md."""
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
 def build_lora_model(base, cfg: TrainConfig, dtype):
     """The base model (weights in `dtype`) with fresh LoRA adapters (fp32) on the configured target modules;
     on CPU in bf16 its frozen linears get the transposed-weight backward (`training.frozen`)."""
@@ -53,7 +63,7 @@ def build_lora_model(base, cfg: TrainConfig, dtype):
     torch.manual_seed(cfg.seed)
     model = get_peft_model(model, make_lora_config(cfg.lora), autocast_adapter_dtype=True)
     if model.device.type == "cpu" and dtype == torch.bfloat16:
-        use_transposed_backward(model)
+        use_transposed_backward(model.get_base_model().get_decoder())
     if cfg.gradient_checkpointing:
         model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tok
@@ -104,6 +114,7 @@ def train(cfg: TrainConfig, settings: Settings | None = None, *, snapshot_id: st
                 **_run_summary(settings, done)}
     data = load_training_data(settings, snapshot_id)
     base = resolve_base_model(settings)
+    set_threads(cfg.num_threads)
     device, dtype = training_precision(cfg.precision)
     model, tok = build_lora_model(base, cfg, dtype)
     train_ex, held_out, skipped = _examples(tok, settings.rendered_system_prompt(), data, cfg)
