@@ -39,11 +39,9 @@ class LoopState:
 
 
 def autocast(device, dtype):
-    """bf16 autocast on CUDA. On CPU the frozen base is already held in `dtype` and runs natively in it (the
-    LoRA weights and their math stay fp32, peft casts their input): autocast there only adds casts."""
     import torch
 
-    if dtype == torch.float32 or device.type == "cpu":
+    if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
 

@@ -26,7 +26,6 @@ from replyloop.training import checkpoint
 from replyloop.training.config import TrainConfig, check_target_modules, make_lora_config
 from replyloop.training.data import TrainingData, load_training_data, mlflow_dataset
 from replyloop.training.examples import build_examples
-from replyloop.training.frozen import use_transposed_backward
 from replyloop.training.loop import Trainer, held_out_loss
 from replyloop.training.manifest import ARTIFACT as MANIFEST, build_manifest
 
@@ -53,8 +52,7 @@ def set_threads(n: int) -> None:
 
 
 def build_lora_model(base, cfg: TrainConfig, dtype):
-    """The base model (weights in `dtype`) with fresh LoRA adapters (fp32) on the configured target modules;
-    on CPU in bf16 its frozen linears get the transposed-weight backward (`training.frozen`)."""
+    """The base model (weights in `dtype`) with fresh LoRA adapters (fp32) on the configured target modules."""
     import torch
     from peft import get_peft_model
 
@@ -62,8 +60,6 @@ def build_lora_model(base, cfg: TrainConfig, dtype):
     check_target_modules(model, cfg.lora)
     torch.manual_seed(cfg.seed)
     model = get_peft_model(model, make_lora_config(cfg.lora), autocast_adapter_dtype=True)
-    if model.device.type == "cpu" and dtype == torch.bfloat16:
-        use_transposed_backward(model.get_base_model().get_decoder())
     if cfg.gradient_checkpointing:
         model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tok
