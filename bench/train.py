@@ -6,7 +6,7 @@ the same training / held-out examples (rendered once by `replyloop.training.exam
   - canonical: transformers `Trainer` + peft, every example padded to max_seq_len, default settings
     (fp32, full-vocabulary logits at every position);
   - replyloop: `replyloop.training.loop.Trainer` (length-binned batches, head only on labelled positions,
-    frozen base in bf16 where the CPU/GPU has it with the transposed-weight backward, fp32 LoRA weights).
+    bf16 autocast with the frozen base held in bf16 where the CPU/GPU has it, fp32 LoRA weights).
 Both start from the same LoRA initialisation (seeded the same way) and run the same number of optimizer
 steps on the same effective batch. Each recipe runs in its own child process (so its peak RSS, taken when
 training ends, is its own). Printed per recipe: supervised tokens/s, peak RSS, held-out loss, achieved
