@@ -6,16 +6,19 @@ the same training / held-out examples (rendered once by `replyloop.training.exam
   - canonical: transformers `Trainer` + peft, every example padded to max_seq_len, default settings
     (fp32, full-vocabulary logits at every position);
   - replyloop: `replyloop.training.loop.Trainer` (length-binned batches, head only on labelled positions,
-    bf16 autocast where the CPU/GPU has it, fp32 LoRA weights).
-Each recipe runs in its own child process (so its peak RSS is its own). Printed per recipe: supervised
-tokens/s, peak RSS, held-out loss (same fp32 evaluation for both), achieved FLOP/s against the matmul peak
-this script measures (fp32 and bf16), then the ratios.
+    bf16 autocast with the frozen base held in bf16 where the CPU/GPU has it, fp32 LoRA weights).
+Both start from the same LoRA initialisation (seeded the same way) and run the same number of optimizer
+steps on the same effective batch. Each recipe runs in its own child process (so its peak RSS, taken when
+training ends, is its own). Printed per recipe: supervised tokens/s, peak RSS, held-out loss, achieved
+FLOP/s against the matmul peak this script measures (fp32 and bf16), then the ratios. The held-out loss is
+computed the same way for both: the recipe's LoRA weights on a freshly loaded fp32 base, in fp32 (and for
+reference the untrained base's loss).
 
 The conversations come from `replyloop demo-data` (generated; no real customer-service conversation set is
 installable offline here: see docs/training.md).
 
-    python bench/train.py                          # 16 examples, 4 steps of 4: small, for a shared machine
-    python bench/train.py --examples 64 --steps 16
+    python bench/train.py                          # 48 examples, one epoch of 12 steps of 4 (a few minutes)
+    python bench/train.py --examples 12 --steps 3 --held-out 8     # a quick smoke run
 """
 
 from __future__ import annotations
@@ -89,9 +92,9 @@ def flops_per_token(model, head_positions_share: float) -> float:
 def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float, precision: str = "auto") -> dict:
     import torch
 
+    from replyloop.training.checkpoint import trainable_state
     from replyloop.training.config import load_train_config
     from replyloop.training.examples import Example
-    from replyloop.training.loop import held_out_loss
 
     data = json.loads((work / "examples.json").read_text())
     train = [Example(**e) for e in data["train"]]
@@ -105,13 +108,39 @@ def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float, preci
     started = time.perf_counter()
     model, info = (_replyloop if recipe == "replyloop" else _canonical)(data["base_path"], cfg, train)
     seconds = time.perf_counter() - started - info.pop("setup_seconds")
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # training only, before evaluation
     supervised = sum(sum(1 for x in e.labels[1:] if x != -100) for e in train) * steps * batch / len(train)
-    loss = held_out_loss(model, held, info.pop("pad_id"), 8, torch.device("cpu"), torch.float32)
     per_token = flops_per_token(model.get_base_model(), info["head_share"])
+    info.pop("pad_id")
+    loss = fp32_held_out_loss(data["base_path"], cfg, trainable_state(model), held)
     return {"recipe": recipe, "seconds": seconds, "supervised_tokens_per_s": supervised / seconds,
             "processed_tokens_per_s": info["processed_tokens"] / seconds,
             "achieved_flops": per_token * info["processed_tokens"] / seconds, "held_out_loss": loss,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **info}
+            "peak_rss_mb": peak_rss_mb, **info}
+
+
+def fp32_held_out_loss(base_path: str, cfg, lora_weights: dict | None, held) -> float:
+    """The same evaluation for every recipe: its LoRA weights on a freshly loaded fp32 base, fp32 compute
+    (None: the base model without training)."""
+    import torch
+
+    from replyloop.modeling import BaseModel
+    from replyloop.training.checkpoint import load_trainable
+    from replyloop.training.loop import held_out_loss
+    from replyloop.training.train import build_lora_model
+
+    model, tok = build_lora_model(BaseModel(Path(base_path), "bench", "bench"), cfg, torch.float32)
+    if lora_weights is not None:
+        load_trainable(model, lora_weights)
+    return held_out_loss(model, held, tok.pad_token_id, 8, torch.device("cpu"), torch.float32)
+
+
+def untrained_loss(work: Path) -> float:
+    from replyloop.training.config import load_train_config
+    from replyloop.training.examples import Example
+
+    data = json.loads((work / "examples.json").read_text())
+    return fp32_held_out_loss(data["base_path"], load_train_config(), None, [Example(**e) for e in data["held_out"]])
 
 
 def _replyloop(base_path: str, cfg, train):
@@ -150,6 +179,7 @@ def _canonical(base_path: str, cfg, train):
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(base_path)
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    torch.manual_seed(cfg.seed)  # as replyloop's build_lora_model: both recipes start from the same adapter
     model = get_peft_model(model, make_lora_config(cfg.lora))
     width = cfg.max_seq_len
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -169,7 +199,8 @@ def _canonical(base_path: str, cfg, train):
 
 def child(recipe: str, work: Path, args) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", recipe, "--work", str(work), "--steps", str(args.steps),
-                          "--batch", str(args.batch), "--lr", str(args.lr), "--precision", args.precision],
+                          "--batch", str(args.batch), "--lr", str(args.lr), "--precision", args.precision,
+                          "--threads", str(args.threads)],
                          capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{recipe} failed:\n{out.stderr[-4000:]}")
@@ -178,17 +209,25 @@ def child(recipe: str, work: Path, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--examples", type=int, default=16)
-    p.add_argument("--held-out", type=int, default=16)
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--examples", type=int, default=48)
+    p.add_argument("--held-out", type=int, default=24)
+    p.add_argument("--steps", type=int, default=12)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--max-seq-len", type=int, default=256)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="replyloop's precision")
-    p.add_argument("--child", choices=["replyloop", "canonical"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads of both recipes (0: torch's default, "
+                   "one per core)")
+    p.add_argument("--child", choices=["replyloop", "canonical", "untrained"])
     p.add_argument("--work", type=Path)
     args = p.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
+    from replyloop.training.train import set_threads
+
+    set_threads(args.threads)  # the recipes' and the matmul peak's
+    if args.child == "untrained":
+        print(json.dumps({"held_out_loss": untrained_loss(args.work)}))
+        return
     if args.child:
         print(json.dumps(run_recipe(args.child, args.work, args.steps, args.batch, args.lr, args.precision)))
         return
@@ -197,11 +236,13 @@ def main() -> None:
         data = prepare(work, args.examples, args.held_out, args.max_seq_len)
         lengths = [len(e["input_ids"]) for e in data["train"]]
         print(f"{len(lengths)} training examples (tokens: mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}), "
-              f"{len(data['held_out'])} held out; {args.steps} steps of {args.batch}; load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+              f"{len(data['held_out'])} held out; {args.steps} steps of {args.batch}; {args.threads or 'default'} torch "
+              f"threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         peaks = {d: matmul_peak(d) for d in ("float32", "bfloat16")}
         print(f"measured matmul peak: fp32 {peaks['float32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.1f} "
               "GFLOP/s", flush=True)
+        untrained = child("untrained", work, args)["held_out_loss"]
+        print(f"held-out loss of the base model before training: {untrained:.4f}", flush=True)
         results = {}
         for recipe in ("replyloop", "canonical"):
             r = results[recipe] = child(recipe, work, args)

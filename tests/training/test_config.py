@@ -28,6 +28,7 @@ def test_unknown_setting_is_refused(tmp_path):
     ({"lora_dropout": 1.0}, r"lora.dropout=1.0 must be in \[0, 1\)"),
     ({"lora_target_modules": " , "}, r"lora.target_modules=\[\] must name at least one module"),
     ({"precision": "fp8"}, r"precision='fp8' must be one of auto, fp32, bf16"),
+    ({"num_threads": -1}, r"num_threads=-1 must be an integer >= 0"),
     ({"grad_accum": 0}, r"grad_accum=0 must be an integer >= 1"),
 ])
 def test_impossible_settings_are_named(overrides, message):

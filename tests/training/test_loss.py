@@ -1,4 +1,5 @@
-"""The fast loss path: head only on labelled positions, bf16 autocast, deterministic resumable batch plan."""
+"""The fast loss path: head only on labelled positions, bf16 base with fp32 LoRA, deterministic resumable
+batch plan."""
 
 from __future__ import annotations
 
@@ -34,20 +35,45 @@ def test_head_only_on_labels_gives_the_full_loss(model_and_batch):
     assert torch.allclose(ours, reference, rtol=1e-5), (float(ours), float(reference))
 
 
+def _lora_model(tiny_model_dir, dtype, **lora):
+    """The training path's LoRA model on the tiny Llama, with seeded non-zero LoRA B (so the adapters count)."""
+    import torch
+
+    from replyloop.modeling import BaseModel
+    from replyloop.training.config import load_train_config
+    from replyloop.training.train import build_lora_model
+
+    cfg = load_train_config(**{"lora_r": 4, "lora_dropout": 0.0, "lora_target_modules": "q_proj,v_proj,down_proj",
+                               **lora})
+    model, _ = build_lora_model(BaseModel(tiny_model_dir, "x", "tiny"), cfg, dtype)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+    return model
+
+
 @pytest.mark.skipif(not __import__("replyloop.modeling", fromlist=["x"]).bf16_supported(
     __import__("torch").device("cpu")), reason="this CPU has no native bf16")
-def test_bf16_autocast_loss_tracks_fp32(model_and_batch):
+def test_bf16_training_loss_tracks_fp32(tiny_model_dir, model_and_batch):
+    """The bf16 training model (frozen base held in bf16 under bf16 autocast, LoRA weights fp32) gives the
+    fp32 loss within 1 %, through the same autocast context the loop uses."""
     import torch
 
     from replyloop.training.loop import autocast
 
-    model, batch = model_and_batch
+    _, batch = model_and_batch
     n = supervised_tokens(batch)
-    with torch.no_grad():
-        fp32 = float(summed_loss(model, batch)) / n
-        with autocast(torch.device("cpu"), torch.bfloat16):
-            bf16 = float(summed_loss(model, batch)) / n
-    assert abs(bf16 - fp32) < 0.01 * fp32, (bf16, fp32)
+    losses = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = _lora_model(tiny_model_dir, dtype).eval()
+        with torch.no_grad(), autocast(torch.device("cpu"), dtype):
+            losses[dtype] = float(summed_loss(model, batch)) / n
+        lora = [p for n_, p in model.named_parameters() if "lora_" in n_]
+        assert lora and all(p.dtype == torch.float32 for p in lora), "LoRA weights stay fp32"
+        assert model.get_base_model().model.layers[0].mlp.up_proj.weight.dtype == dtype
+    assert abs(losses[torch.bfloat16] - losses[torch.float32]) < 0.01 * losses[torch.float32], losses
 
 
 def test_batch_plan_is_length_binned_and_resumable():

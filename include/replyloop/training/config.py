@@ -56,6 +56,9 @@ class TrainConfig:
     min_train_examples: int = field(default=4, metadata={"help": "fewer trainable examples stop the run"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16 where supported) | fp32 | bf16"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations: less memory"})
+    num_threads: int = field(default=0, metadata={"help": "CPU threads for torch; 0 = torch's default (OMP_NUM_THREADS, "
+                                                          "else one per core). On a worker whose cores are busy "
+                                                          "with other jobs, set it to the cores that are free"})
     seed: int = 17
     lora: LoraSettings = field(default_factory=LoraSettings)
 
@@ -66,6 +69,8 @@ class TrainConfig:
             _check(isinstance(value, int) and value >= 1, name, value, "must be an integer >= 1")
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         _check(0 <= self.warmup_steps, "warmup_steps", self.warmup_steps, "must be >= 0")
+        _check(isinstance(self.num_threads, int) and self.num_threads >= 0, "num_threads", self.num_threads,
+               "must be an integer >= 0")
         _check(self.early_stopping_patience >= 0, "early_stopping_patience", self.early_stopping_patience,
                "must be >= 0")
         _check(self.precision in PRECISIONS, "precision", self.precision, f"must be one of {', '.join(PRECISIONS)}")

@@ -44,8 +44,18 @@ def mean_loss(model, examples, pad_id: int, batch_size: int) -> float:
     return held_out_loss(model, examples, pad_id, batch_size)
 
 
+def set_threads(n: int) -> None:
+    """torch's CPU threads: `n`, or torch's own default when 0. Two threads on two cores of which one is
+    busy with another job stall at every parallel op (each waits a scheduler slice for the other); the
+    measured effect is in docs/training.md."""
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
 def build_lora_model(base, cfg: TrainConfig, dtype):
-    """The base model with fresh LoRA adapters (fp32) on the configured target modules."""
+    """The base model (weights in `dtype`) with fresh LoRA adapters (fp32) on the configured target modules."""
     import torch
     from peft import get_peft_model
 
@@ -114,6 +124,7 @@ def train_here(cfg: TrainConfig, settings: Settings, *, snapshot_id: str | None,
     dp = dp or distributed.SingleProcess()
     data = load_training_data(settings, snapshot_id)
     base = resolve_base_model(settings)
+    set_threads(cfg.num_threads)
     device, dtype = training_precision(cfg.precision)
     model, tok = build_lora_model(base, cfg, dtype)
     dp.seed(cfg.seed)
