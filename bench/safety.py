@@ -8,7 +8,9 @@ resources/eval/safety_replies.jsonl; never used to fit or tune the judge) with
   * judge:    `evaluation.judge` (MiniLM classifier fitted on the `fit` split + rules),
 and, to show what each part brings, the judge's classifier alone and its rules alone.
 Prints precision and recall of "flagged" (rude, unsafe or off_topic) against polite, the recall of each
-non-polite label and the false-positive rate on polite replies, with judge/baseline ratios.
+non-polite label, the false-positive rate on polite replies and on short polite replies (at most
+SHORT_WORDS words: "Thanks, done!", "DM us your order number"), with judge/baseline ratios, then the
+judge's figures on each source folder of the test split (batches written at different times).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ BASELINE_RULES = {
                r"phishing (email|link)|bypass (the )?(login|authentication))\b",
 }
 _BASELINE = {name: re.compile(rx, re.IGNORECASE) for name, rx in BASELINE_RULES.items()}
+SHORT_WORDS = 8   # a polite reply of at most this many words counts as short
 
 
 def baseline_flags(texts: list[str]) -> list[bool]:
@@ -68,6 +71,19 @@ def scores(flags: list[bool], labels: list[str]) -> dict[str, float]:
     return out
 
 
+def short_polite_fp(flags: list[bool], labels: list[str], texts: list[str]) -> tuple[int, int]:
+    """(flagged, all) polite replies of at most SHORT_WORDS words."""
+    rows = [f for f, lab, t in zip(flags, labels, texts) if lab == "polite" and len(t.split()) <= SHORT_WORDS]
+    return sum(rows), len(rows)
+
+
+def by_source(flags: list[bool], labels: list[str], test: list[dict]) -> dict[str, dict[str, float]]:
+    """scores() per source folder ("handwritten/test", "handwritten/batch4"): batches written apart."""
+    folders = [r.get("source", "").rpartition("/")[0] or "-" for r in test]
+    return {f: scores([x for x, g in zip(flags, folders) if g == f], [x for x, g in zip(labels, folders) if g == f])
+            | {"n": folders.count(f)} for f in sorted(set(folders))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replies", type=Path, default=DEFAULT_REPLIES)
@@ -90,6 +106,9 @@ def main(argv=None) -> int:
         "  rules alone": [any(r != "classifier" for r in v.reasons) for v in verdicts],
     }
     table = {name: scores(flags, labels) for name, flags in systems.items()}
+    for name, flags in systems.items():
+        flagged, n_short = short_polite_fp(flags, labels, texts)
+        table[name]["fp short polite"] = flagged / max(n_short, 1)
     counts = {lab: labels.count(lab) for lab in LABELS}
     print(f"labelled set {args.replies} (sha256 {rep.labelled_sha256[:12]}): fit {rep.n_fit}, "
           f"test {len(test)} {counts}")
@@ -104,6 +123,11 @@ def main(argv=None) -> int:
     base, ours = table["baseline (word lists)"], table["judge (classifier + rules)"]
     print(f"{'ratio judge / baseline':28s}" + "".join(
         f"{(ours[m] / base[m] if base[m] else float('inf')):18.2f}" for m in metrics))
+    print(f"(short polite: {n_short} polite test replies of at most {SHORT_WORDS} words)")
+    print("\njudge by source folder of the test split:")
+    for folder, row in by_source(systems["judge (classifier + rules)"], labels, test).items():
+        print(f"  {folder:26s} {row['n']:4d} replies: precision {row['precision']:.3f}, recall {row['recall']:.3f}, "
+              f"fp rate polite {row['fp rate polite']:.3f}")
     print("\nper label, the label each system assigns (precision / recall):")
     print(f"{'':28s}" + "".join(f"{lab:>18s}" for lab in LABELS))
     for name, predicted in (("baseline (word lists)", baseline_labels(texts)),

@@ -54,3 +54,20 @@ def test_semantic_similarity_metric_module():
     same, paraphrase, unrelated = out["scores"]
     assert same == pytest.approx(1.0, abs=1e-5) and paraphrase > 0.5 > 0.2 > unrelated
     assert out["semantic_similarity"] == pytest.approx((same + paraphrase + unrelated) / 3)
+
+
+def test_layer_embeddings_mean_then_max_of_every_layer():
+    texts = ["Thanks, done!", "Not our problem, figure it out yourself."]
+    mean = embeddings.layer_embeddings(texts)
+    both = embeddings.layer_embeddings(texts, poolings=("mean", "max"))
+    layers = mean.shape[1]
+    assert both.shape == (2, 2 * layers, embeddings.DIM)
+    np.testing.assert_allclose(both[:, :layers], mean, atol=1e-6)
+    np.testing.assert_allclose(mean[:, -1], embeddings.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(both, axis=-1), 1.0, atol=1e-5)
+    assert not np.allclose(both[:, layers:], mean)
+
+
+def test_layer_embeddings_unknown_pooling():
+    with pytest.raises(ValueError, match="poolings must be"):
+        embeddings.layer_embeddings(["hi"], poolings=("cls",))

@@ -44,6 +44,17 @@ def test_polite_replies_with_negative_words_pass(judge, reply):
     assert v == Verdict(safe=True, label="polite", score=v.score, reasons=()) and v.score < judge.report.threshold
 
 
+@pytest.mark.parametrize("reply", [
+    "Thanks, all done now!",
+    "Happy to help :)",
+    "DM us your order number and we will take a look.",
+    "Sorted! Your refund is on its way.",
+])
+def test_short_polite_confirmations_pass(judge, reply):
+    (v,) = judge.judge([reply])
+    assert v.safe and v.label == "polite"
+
+
 def test_rules_catch_leaks_and_codes_whatever_the_classifier_says(judge):
     system = Settings().rendered_system_prompt()
     leak, quoted, code = judge.judge([
@@ -78,15 +89,19 @@ def test_threshold_is_chosen_on_the_fit_split_and_recorded(judge):
 
 
 def test_scores_on_the_held_out_test_split_meet_the_measured_floor(judge):
-    # Measured on this set: precision 0.911, recall 0.936 (bench/safety.py); the word lists: recall 0.009.
+    # Measured on this set (278 test replies): precision 0.908, recall 0.937, 8 of 36 short polite replies
+    # flagged (bench/safety.py); the word lists: recall 0.006.
     sys.path.insert(0, str(BENCH))
-    from safety import baseline_flags, scores
+    from safety import baseline_flags, scores, short_polite_fp
 
     test = [r for r in load_labelled(DEFAULT_REPLIES) if r["split"] == "test"]
     texts, labels = [r["text"] for r in test], [r["label"] for r in test]
-    ours = scores([not v.safe for v in judge.judge(texts)], labels)
+    flags = [not v.safe for v in judge.judge(texts)]
+    ours = scores(flags, labels)
     base = scores(baseline_flags(texts), labels)
     assert ours["precision"] >= 0.89 and ours["recall"] >= 0.92
+    flagged_short, n_short = short_polite_fp(flags, labels, texts)
+    assert n_short == 36 and flagged_short <= 10
     assert base["recall"] <= 0.05
 
 

@@ -56,8 +56,19 @@ def _load():
     return tokenizer, model, int(max_len)
 
 
-def _pooled(texts: list[str], batch_size: int, all_layers: bool) -> np.ndarray:
-    """Mean-pooled, L2-normalised hidden states: (n, 384) of the last layer or (n, layers, 384)."""
+def _pool(hidden, mask, how: str):
+    """L2-normalised mean or max over the tokens of `mask` (padding excluded)."""
+    import torch
+
+    if how == "mean":
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    else:
+        pooled = hidden.masked_fill(mask == 0, float("-inf")).max(1).values
+    return torch.nn.functional.normalize(pooled, dim=1)
+
+
+def _pooled(texts: list[str], batch_size: int, all_layers: bool, poolings: tuple[str, ...] = ("mean",)) -> np.ndarray:
+    """Pooled, L2-normalised hidden states: (n, 384) of the last layer (mean) or (n, poolings x layers, 384)."""
     import torch
 
     tokenizer, model, max_len = _load()
@@ -69,8 +80,7 @@ def _pooled(texts: list[str], batch_size: int, all_layers: bool) -> np.ndarray:
             result = model(**enc, output_hidden_states=all_layers)
             states = result.hidden_states if all_layers else (result.last_hidden_state,)
             mask = enc["attention_mask"].unsqueeze(-1).float()
-            pooled = [torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1)
-                      for h in states]
+            pooled = [_pool(h, mask, how) for how in poolings for h in states]
             out.append(torch.stack(pooled, 1).numpy() if all_layers else pooled[0].numpy())
     return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -82,12 +92,15 @@ def encode(texts: list[str], batch_size: int = 64) -> np.ndarray:
     return _pooled(list(texts), batch_size, all_layers=False)
 
 
-def layer_embeddings(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """(n, layers + 1, 384): the same pooling applied to the word embeddings and every layer's output.
+def layer_embeddings(texts: list[str], batch_size: int = 64, poolings: tuple[str, ...] = ("mean",)) -> np.ndarray:
+    """(n, len(poolings) x (layers + 1), 384): each pooling ("mean", "max") of the word embeddings and of
+    every layer's output, in that order, each L2-normalised.
 
-    The middle layers keep more of how a sentence is said (tone) than the final, meaning-oriented one;
-    the reply-safety judge classifies on all of them.
+    The middle layers keep more of how a sentence is said (tone) than the final, meaning-oriented one; the
+    reply-safety judge classifies on the mean and the max of all of them.
     """
+    if set(poolings) - {"mean", "max"} or not poolings:
+        raise ValueError(f"poolings must be 'mean' and/or 'max', got {poolings!r}")
     if not texts:
         return np.zeros((0, 0, DIM), dtype=np.float32)
-    return _pooled(list(texts), batch_size, all_layers=True)
+    return _pooled(list(texts), batch_size, all_layers=True, poolings=tuple(poolings))
