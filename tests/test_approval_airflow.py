@@ -125,7 +125,6 @@ def _env(tmp: Path, home: Path, port: int, base_model: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, tiny_learner_dir):
     """A lake, three registered versions (v1 champion through the gate) and Airflow serving the same home."""
-    from replyloop import registry
     from replyloop.demo_data import generate_landing
     from replyloop.evaluation.run import evaluate_candidate
     from replyloop.ingest.pipeline import run_ingest
