@@ -20,9 +20,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 
+from common.approval import ANSWER_KEY, RecordedApprovalOperator
 from common.assets import CANDIDATE_MODEL, CHAMPION_MODEL, DEFAULT_ARGS, TAGS
 from replyloop.settings import get_settings
 
@@ -73,7 +73,7 @@ def evaluate_and_promote():
         required = settings_for(params).require_approval if required is None else required
         return ["approval"] if required else ["promote"]
 
-    approval = ApprovalOperator(
+    approval = RecordedApprovalOperator(
         task_id="approval",
         subject="Promote replyloop version {{ ti.xcom_pull(task_ids='evaluate')['version'] }} to champion?",
         body="The gate passed against {{ ti.xcom_pull(task_ids='evaluate')['baselines'] }}. Read the report in "
@@ -99,7 +99,7 @@ def evaluate_and_promote():
         from common.runtime import settings_for
         from replyloop import registry
 
-        answer = ti.xcom_pull(task_ids="approval") or {}
+        answer = ti.xcom_pull(task_ids="approval", key=ANSWER_KEY) or {}
         comment = (answer.get("params_input") or {}).get("comment") or "approved"
         moved = registry.promote(settings_for(params), result["version"], by=_who(answer.get("responded_by_user")),
                                  reason=f"approved in Airflow: {comment}")
@@ -112,7 +112,7 @@ def evaluate_and_promote():
         from common.runtime import settings_for
         from replyloop import registry
 
-        answer = ti.xcom_pull(task_ids="approval")
+        answer = ti.xcom_pull(task_ids="approval", key=ANSWER_KEY)
         if answer is None:  # the approval step did not run (gate failed, or no approval required)
             return {}
         by = answer.get("responded_by_user")

@@ -1,13 +1,16 @@
 """
 ### finetune_lora
 
-Runs when a new curated snapshot lands (Asset `replyloop.curated_snapshot`) or on demand, and trains on
-the snapshot **named by the triggering Asset event** (a manual run: the `snapshot_id` Param, else CURRENT).
-Checks there is enough new data since the last trained snapshot (new conversations + new corrections),
-then fine-tunes a **LoRA** adapter on the base model (SmolLM2-135M-Instruct by default) on queue `gpu` /
-pool `gpu` (bf16 autocast where the device has it), logs params, per-step curves, system metrics, the
-dataset, a reproducibility manifest and the adapter to MLflow and registers a version of
-`replyloop-assistant`. Updates the Asset `replyloop.candidate_model`.
+Runs when a new curated snapshot lands (Asset `replyloop.curated_snapshot`), when monitoring asks for a
+retrain (Asset `replyloop.retrain_request`, from `monitor_feedback`), or on demand. It trains on the
+snapshot **named by the triggering snapshot event**; a retrain request (which names none) and a manual run
+without the `snapshot_id` Param train on the latest snapshot (CURRENT). Checks there is enough new data
+since the last trained snapshot (new conversations + new corrections; after a retrain request any new data
+is enough, but a snapshot already trained on is not trained again), then fine-tunes a **LoRA** adapter on
+the base model (SmolLM2-135M-Instruct by default) on queue `gpu` / pool `gpu` (bf16 autocast where the
+device has it), logs params, per-step curves, system metrics, the dataset, a reproducibility manifest and
+the adapter to MLflow and registers a version of `replyloop-assistant`. Updates the Asset
+`replyloop.candidate_model`.
 
 **Retries resume and never register twice**: the Airflow run id is the idempotency key; a retry continues
 the MLflow run of the failed attempt from its last checkpoint, and returns the version already registered
@@ -24,19 +27,21 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from common.assets import CANDIDATE_MODEL, CURATED_SNAPSHOT, DEFAULT_ARGS, TAGS
+from common.assets import CANDIDATE_MODEL, CURATED_SNAPSHOT, DEFAULT_ARGS, RETRAIN_REQUEST, TAGS
 from common.k8s import gpu_executor_config
 
 
-def _event_extras(triggering_asset_events) -> list[dict]:
+def _event_extras(triggering_asset_events, asset=CURATED_SNAPSHOT) -> list[dict]:
+    """The extras of the triggering events of one Asset, oldest first."""
     if not triggering_asset_events:
         return []
-    return [dict(e.extra or {}) for events in triggering_asset_events.values() for e in events]
+    return [dict(e.extra or {}) for events in triggering_asset_events.values() for e in events
+            if e.asset.name == asset.name]
 
 
 @dag(
     dag_id="finetune_lora",
-    schedule=[CURATED_SNAPSHOT],
+    schedule=CURATED_SNAPSHOT | RETRAIN_REQUEST,
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -62,7 +67,11 @@ def finetune_lora():
         from replyloop.training.readiness import new_data_since_last_training, snapshot_to_train
 
         snapshot = snapshot_to_train(params, _event_extras(triggering_asset_events))
-        report = new_data_since_last_training(settings_for(params), snapshot_id=snapshot)
+        requested = _event_extras(triggering_asset_events, RETRAIN_REQUEST)
+        for request in requested:
+            print(f"retraining requested by monitoring: {'; '.join(request.get('reasons') or [])}")
+        report = new_data_since_last_training(settings_for(params), snapshot_id=snapshot,
+                                              retrain_requested=bool(requested))
         print(report["message"])
         return bool(params.get("force")) or report["ready"]
 

@@ -42,7 +42,9 @@ def test_conventions(dagbag, dag_id):
 
 
 def test_asset_wiring(dagbag):
-    from common.assets import CANDIDATE_MODEL, CHAMPION_MODEL, CURATED_SNAPSHOT
+    from airflow.sdk.definitions.asset import AssetAny
+
+    from common.assets import CANDIDATE_MODEL, CHAMPION_MODEL, CURATED_SNAPSHOT, RETRAIN_REQUEST
 
     ingest = dagbag.dags["ingest_conversations"]
     finetune = dagbag.dags["finetune_lora"]
@@ -50,7 +52,10 @@ def test_asset_wiring(dagbag):
     assert CURATED_SNAPSHOT in ingest.get_task("ingest").outlets
     assert CANDIDATE_MODEL in finetune.get_task("train").outlets
     assert CHAMPION_MODEL in evaluate.get_task("promote").outlets
-    assert _scheduled_on(finetune) == {CURATED_SNAPSHOT.uri}
+    # a new snapshot or a retrain request from monitoring, either one
+    assert _scheduled_on(finetune) == {CURATED_SNAPSHOT.uri, RETRAIN_REQUEST.uri}
+    assert isinstance(finetune.timetable.asset_condition, AssetAny)
+    assert RETRAIN_REQUEST in dagbag.dags["monitor_feedback"].get_task("request_retraining").outlets
     assert _scheduled_on(evaluate) == {CANDIDATE_MODEL.uri}
     assert ingest.timetable.expression == "0 2 * * *"
 

@@ -200,6 +200,8 @@ def test_new_corrections_alone_count_as_new_data(env, runs):
     lake = open_lake(env.lake)
     before = new_data_since_last_training(env)
     assert (before["new_conversations"], before["new_corrections"], before["ready"]) == (0, 0, False)
+    again = new_data_since_last_training(env, retrain_requested=True)
+    assert again["ready"] is False, "a retrain request does not train again on the snapshot already trained on"
     _, messages, _ = read_snapshot(lake)
     reply = messages[(messages["role"] == "agent") & (messages["split"] == "train")].iloc[0]
     event = {"event_id": "f-test-1", "conversation_id": reply["conversation_id"], "message_id": reply["message_id"],
@@ -209,3 +211,8 @@ def test_new_corrections_alone_count_as_new_data(env, runs):
     run_ingest(env)
     after = new_data_since_last_training(env.model_copy(update={"min_new_conversations": 1}))
     assert (after["new_conversations"], after["new_corrections"], after["ready"]) == (0, 1, True), after["message"]
+    strict = env.model_copy(update={"min_new_conversations": 50})
+    assert new_data_since_last_training(strict)["ready"] is False
+    requested = new_data_since_last_training(strict, retrain_requested=True)
+    assert requested["ready"] is True, "a retrain request waives the minimum: one new correction is enough"
+    assert "a retrain request" in requested["message"]

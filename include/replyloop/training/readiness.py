@@ -1,7 +1,9 @@
 """Is there enough new curated data to be worth a nightly training run, and which snapshot to train?
 
 New data = training conversations the last trained snapshot did not have, plus corrections (feedback
-with a corrected reply) it did not have: a night of reviewed replies alone is worth a run.
+with a corrected reply) it did not have: a night of reviewed replies alone is worth a run. A retrain
+request from monitoring waives the minimum: any new data in the latest snapshot is enough, but a snapshot
+the newest version was already trained on is not trained again (the same data would give the same model).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ def _last_trained_snapshot(settings: Settings) -> str | None:
     return None
 
 
-def new_data_since_last_training(settings: Settings, *, snapshot_id: str | None = None) -> dict:
-    """Counts conversations and corrections of the snapshot the newest registered version was not trained on."""
+def new_data_since_last_training(settings: Settings, *, snapshot_id: str | None = None,
+                                 retrain_requested: bool = False) -> dict:
+    """Counts conversations and corrections of the snapshot the newest registered version was not trained on.
+    `retrain_requested` (monitoring asked for it) makes any new data enough instead of the minimum."""
     lake = lake_for(settings)
     snap_id, messages, feedback = read_snapshot(lake, snapshot_id)
     if snap_id is None:
@@ -54,9 +58,11 @@ def new_data_since_last_training(settings: Settings, *, snapshot_id: str | None 
         corrections = len(_corrections(feedback) - _corrections(old_feedback))
     else:
         new, corrections = len(current), len(_corrections(feedback))
-    ready = new + corrections >= settings.min_new_conversations
+    need = 1 if retrain_requested else settings.min_new_conversations
+    ready = new + corrections >= need
+    why = "a retrain request: any new data" if retrain_requested else str(need)
     return {"ready": ready, "new_conversations": new, "new_corrections": corrections, "snapshot_id": snap_id,
-            "last_trained_snapshot": trained_on,
+            "last_trained_snapshot": trained_on, "retrain_requested": retrain_requested,
             "message": f"{new} new training conversations and {corrections} new corrections in snapshot {snap_id} "
-                       f"since {trained_on or 'the start'} (need {settings.min_new_conversations} together): "
+                       f"since {trained_on or 'the start'} (need {why} together): "
                        f"{'training' if ready else 'skipping'}"}

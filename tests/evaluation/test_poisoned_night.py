@@ -1,0 +1,216 @@
+"""A poisoned night never moves `champion`; a genuinely better night does (issue 7, point 7).
+
+End to end through the package functions (land -> ingest -> train -> evaluate_candidate), on a tiny model:
+- night 1: a clean day lands; the first candidate is promoted (cold start, against the base model);
+- night 2, poisoned: the next day lands with the agent replies of most of its conversations shuffled across
+  conversations (an export that joined replies to the wrong threads). The curated snapshot, held-out split
+  included, carries the poison; the candidate trained on it with the champion's recipe is rejected on the
+  golden set and `champion` stays;
+- night 2, clean (another lake, same registry): the same day without poison, trained with more steps: promoted.
+
+The base model is the tiny BPE learner after a short full fine-tune on clean demo-brand conversations
+(another generator seed): a random two-layer model with a LoRA learns the brand's voice but not which reply
+fits which message, so it could not tell a shuffled reply from a right one. Pre-trained a little, it maps
+messages to replies, so a candidate trained on shuffled replies is measurably worse at it. The gate is the
+test-sized one without the safety set's zero tolerance (gate_wiring.yaml: the tiny model's fragments are
+not what the judge is for; that rule is tested in test_gate_loop), so the decision rests on the comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from replyloop import registry
+from replyloop.registry import Tag
+
+DATA = Path(__file__).parent / "data"
+# Open (issue 7, point 7): in this setup the tiny model does not separate the two nights. Measured
+# 2026-12-02 (golden perplexity, nats/token): base 1.363, poisoned candidate 1.279, clean candidate with
+# 2.5x the steps 1.283; both candidates were refused only by noisy golden slice rules (turns=multi, CI low
+# -0.06 / -0.12), and the night-1 champion kept its step-0 adapter (held-out loss 0.393 after 100 steps vs
+# 0.383 before: best-checkpoint selection), so it equalled the base. With 30-40 % of replies shuffled, a
+# model that learns the mixture loses about -log(0.65) ~ 0.4 nats per reply, ~0.02 nats/token over a
+# 20-30 token reply: under the perplexity tolerance (0.05), whatever the model; greedy replies keep the
+# majority (right) answer. Kept, skipped, so that it never decides by noise.
+pytestmark = pytest.mark.skip(reason="open: the tiny-model setup cannot separate a poisoned night from a "
+                                     "better one yet (figures in the module)")
+POISONED_SHARE = 0.9  # of the second day's canonical conversations: >= 30 % of the curated agent replies
+RECIPE = dict(batch_size=4, learning_rate=0.005, max_eval_examples=4, eval_every=1000)
+
+
+def pretrained_learner(learner_dir: Path, scratch: Path, steps: int = 300) -> Path:
+    """The tiny learner after `steps` full fine-tuning steps on a clean curated demo lake of its own (seed 11:
+    neither the test lakes' nor the golden set's), through ingestion and training's own example builder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from replyloop.demo_data import generate_landing
+    from replyloop.ingest.pipeline import run_ingest
+    from replyloop.ingest.snapshot import read_snapshot
+    from replyloop.lake import open_lake
+    from replyloop.settings import get_settings
+    from replyloop.training.batching import collate
+    from replyloop.training.examples import build_examples, conversations
+
+    settings = get_settings().model_copy(update={"lake_uri": str(scratch / "lake")})
+    lake = open_lake(settings.lake)
+    generate_landing(lake.write_bytes, start_date=date(2026, 10, 1), days=2, conversations_per_day=200, seed=11)
+    run_ingest(settings)
+    _, messages, feedback = read_snapshot(lake)
+    convs, _ = conversations(messages, feedback, "train")
+    tok = AutoTokenizer.from_pretrained(learner_dir)
+    model = AutoModelForCausalLM.from_pretrained(learner_dir)
+    examples = build_examples(tok, settings.rendered_system_prompt(), convs, 192)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    rng = random.Random(0)
+    for _ in range(steps):
+        loss = model(**collate(rng.sample(examples, 8), tok.pad_token_id)).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    out = scratch / "pretrained-learner"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def shuffle_agent_replies(data: bytes, share: float, rng: random.Random) -> bytes:
+    """Canonical JSONL with the agent replies of `share` of the parseable conversations moved to other ones
+    of them (each reply keeps its message id and position; only its text comes from elsewhere)."""
+    lines = data.decode().splitlines()
+    records = {}
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("messages"), list):
+            records[i] = record
+    chosen = sorted(rng.sample(sorted(records), round(share * len(records))))
+    agent = [m for i in chosen for m in records[i]["messages"] if isinstance(m, dict) and m.get("role") == "agent"]
+    texts = [m.get("text") for m in agent]
+    rng.shuffle(texts)
+    for m, text in zip(agent, texts):
+        m["text"] = text
+    for i in chosen:
+        lines[i] = json.dumps(records[i], ensure_ascii=False)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def land(lake, files: dict[str, bytes], day: str, poison: float = 0.0) -> None:
+    import gzip
+
+    rng = random.Random(5)
+    for path, data in files.items():
+        if f"dt={day}" not in path:
+            continue
+        if poison and path.startswith("raw/conversations/"):
+            packed = path.endswith(".gz")
+            data = shuffle_agent_replies(gzip.decompress(data) if packed else data, poison, rng)
+            data = gzip.compress(data, mtime=0) if packed else data
+        lake.write_bytes(path, data)
+
+
+def agent_texts(settings) -> dict[str, str]:
+    from replyloop.ingest.snapshot import read_snapshot
+    from replyloop.lake import open_lake
+
+    _, messages, _ = read_snapshot(open_lake(settings.lake))
+    agent = messages[messages["role"] == "agent"]
+    return dict(zip(agent["message_id"], agent["text"]))
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory, tiny_learner_dir):
+    import torch
+
+    from replyloop.demo_data import generate_landing
+    from replyloop.evaluation.run import evaluate_candidate
+    from replyloop.ingest.pipeline import run_ingest
+    from replyloop.lake import open_lake
+    from replyloop.settings import get_settings
+    from replyloop.training.config import load_train_config
+    from replyloop.training.train import train
+
+    tmp = tmp_path_factory.mktemp("poison")
+    mp, threads = pytest.MonkeyPatch(), torch.get_num_threads()
+    torch.set_num_threads(1)  # two cores shared by many test processes
+    mp.setenv("REPLYLOOP_HOME", str(tmp / "home"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    get_settings.cache_clear()
+    base = pretrained_learner(tiny_learner_dir, tmp / "pretraining")
+    for key, value in {"BASE_MODEL": str(base), "MAX_NEW_TOKENS": "12", "EVAL_FRACTION": "0.3"}.items():
+        mp.setenv(f"REPLYLOOP_{key}", value)
+    get_settings.cache_clear()
+    clean = get_settings()
+    poisoned = clean.model_copy(update={"lake_uri": str(tmp / "poisoned-lake")})
+    gate = {"eval_sets_uri": str(DATA / "eval"), "gate_file": DATA / "gate_wiring.yaml", "heldout_cap": 24,
+            "gate_latency_prompts": 5}
+
+    files: dict[str, bytes] = {}
+    generate_landing(files.__setitem__, start_date=date(2026, 11, 20), days=2, conversations_per_day=200)
+    # night 1, clean: the first champion
+    land(open_lake(clean.lake), files, "2026-11-20")
+    run_ingest(clean)
+    shutil.copytree(clean.lake, poisoned.lake)
+    champion = train(load_train_config(max_steps=100, **RECIPE), clean)["version"]
+    first = evaluate_candidate(clean.model_copy(update=gate), version=champion)
+    assert first["promoted"] == champion, first["reasons"]
+    # night 2: the same day lands poisoned in one lake, clean in the other
+    land(open_lake(poisoned.lake), files, "2026-11-21", poison=POISONED_SHARE)
+    run_ingest(poisoned)
+    land(open_lake(clean.lake), files, "2026-11-21")
+    run_ingest(clean)
+    out = {"champion": champion, "clean": clean.model_copy(update=gate),
+           "poisoned": poisoned.model_copy(update=gate),
+           "poisoned_version": train(load_train_config(max_steps=100, **RECIPE), poisoned)["version"],
+           "better_version": train(load_train_config(max_steps=250, **RECIPE), clean)["version"],
+           "poison_share": _changed_share(agent_texts(clean), agent_texts(poisoned))}
+    yield out
+    mp.undo()
+    torch.set_num_threads(threads)
+    get_settings.cache_clear()
+
+
+def _changed_share(clean: dict[str, str], poisoned: dict[str, str]) -> float:
+    """The share of the poisoned snapshot's agent replies whose text differs from the same message's text in
+    the clean snapshot. Conservative: the few messages of only one snapshot (de-duplication sees shuffled
+    copies differently) count as unchanged."""
+    return sum(k in clean and clean[k] != text for k, text in poisoned.items()) / len(poisoned)
+
+
+def _failed(result, set_name: str) -> set[tuple[str, str, str]]:
+    return {(r["kind"], r["metric"], r.get("baseline")) for r in result["failed_rules"] if r["set"] == set_name}
+
+
+def test_a_candidate_trained_on_shuffled_replies_is_rejected_and_champion_stays(nights):
+    from replyloop.evaluation.run import evaluate_candidate
+
+    settings, candidate = nights["poisoned"], nights["poisoned_version"]
+    assert nights["poison_share"] >= 0.3, "the curated data carries at least 30 % shuffled agent replies"
+    before = registry.alias_version(settings, registry.CHAMPION)
+    result = evaluate_candidate(settings, version=candidate)
+    assert not result["passed"] and result["promoted"] is None
+    assert ("non_regression", "perplexity", "champion") in _failed(result, "golden")
+    assert registry.version_tags(settings, candidate)[Tag.GATE] == "failed"
+    assert registry.alias_version(settings, registry.CHAMPION) == before
+
+
+def test_the_same_night_without_poison_and_more_steps_is_promoted(nights):
+    from replyloop.evaluation.run import evaluate_candidate
+
+    settings, candidate = nights["clean"], nights["better_version"]
+    assert registry.alias_version(settings, registry.CHAMPION) == nights["champion"]
+    result = evaluate_candidate(settings, version=candidate)
+    assert result["passed"] and result["promoted"] == candidate, result["reasons"]
+    assert result["baselines"]["champion"] == f"v{nights['champion']}"
+    assert registry.alias_version(settings, registry.CHAMPION) == candidate
+
