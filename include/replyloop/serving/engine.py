@@ -170,15 +170,37 @@ def version_config(files: registry.VersionFiles) -> dict:
     return Model.load(mlmodel).flavors.get("python_function", {}).get("config") or {}
 
 
+TORCH_DTYPES = {"auto": None, "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def torch_engine(settings: Settings, version: str):
+    """The version's reference generator on the torch engine, in the configured dtype."""
+    import torch
+
+    from replyloop.serving.torch_engine import TorchEngine
+
+    ctype = settings.serve_compute_type
+    if ctype not in TORCH_DTYPES:
+        raise EngineError(f"REPLYLOOP_SERVE_COMPUTE_TYPE={ctype!r} is not one of {', '.join(TORCH_DTYPES)} "
+                          "for the torch engine")
+    if settings.serve_threads:
+        torch.set_num_threads(settings.serve_threads)
+    dtype = getattr(torch, TORCH_DTYPES[ctype]) if TORCH_DTYPES[ctype] else None  # auto: as the pyfunc loads it
+    return TorchEngine(registry.load_version(settings, version), dtype=dtype,
+                       max_prompt_tokens=settings.serve_max_prompt_tokens)
+
+
 def load_engine(settings: Settings, version: str) -> Engine:
-    """The engine the settings ask for; 'auto' takes CTranslate2 when installed, else the HF reference."""
+    """The engine the settings ask for; 'auto' is the torch engine (chosen by measurement, docs/api.md)."""
     choice = settings.serve_engine
-    if choice not in ("auto", "ctranslate2", "hf"):
-        raise EngineError(f"REPLYLOOP_SERVE_ENGINE={choice!r} is not one of auto, ctranslate2, hf")
+    if choice not in ("auto", "torch", "ctranslate2", "hf"):
+        raise EngineError(f"REPLYLOOP_SERVE_ENGINE={choice!r} is not one of auto, torch, ctranslate2, hf")
     if choice == "ctranslate2" and not ctranslate2_installed():
         raise EngineError("REPLYLOOP_SERVE_ENGINE=ctranslate2 but the package ctranslate2 is not installed")
-    if choice == "hf" or not ctranslate2_installed():
+    if choice == "hf":
         return HFEngine(registry.load_version(settings, version))
+    if choice in ("auto", "torch"):
+        return torch_engine(settings, version)
     files = registry.download_version(settings, version)
     cfg = version_config(files)
     max_new = int(cfg.get("max_new_tokens", settings.max_new_tokens))
