@@ -124,3 +124,14 @@ def test_torch_engine_keeps_the_prompt_in_the_decoding_rule(served_registry):
     assert rule["repetition_penalty"] == 1.1 and rule["no_repeat_ngram_size"] == 4 and not rule["do_sample"]
     assert engine.prefix and engine.prefix == prompt_ids(gen.tok, [{"role": "customer", "text": "x"}],
                                                          gen.system_prompt, 1024)[: len(engine.prefix)]
+
+
+def test_batch_collection_follows_arrivals_up_to_the_cap():
+    from pytest import approx
+
+    from replyloop.serving.batcher import collect_deadline
+
+    assert collect_deadline(10.0, 10.0, 0.004, 0.05) == approx(10.004)    # a lone request waits the gap only
+    assert collect_deadline(10.0, 10.03, 0.004, 0.05) == approx(10.034)   # each arrival extends the wait
+    assert collect_deadline(10.0, 10.049, 0.004, 0.05) == approx(10.05)   # never past the cap after the first
+    assert collect_deadline(10.0, 10.0, 0.004, 0.0) == approx(10.004)     # a cap below the gap: the gap
