@@ -95,8 +95,9 @@ class TorchEngine:
         from replyloop.serving.engine import Generation
 
         rows = [prompt_ids(self.tok, c, self.gen.system_prompt, self.max_prompt_tokens) for c in conversations]
-        cached = [i for i, r in enumerate(rows) if self.prefix and r[:len(self.prefix)] == self.prefix]
-        plain = [i for i in range(len(rows)) if i not in set(cached)]
+        p = len(self.prefix)
+        cached = [i for i, r in enumerate(rows) if p and r[:p] == self.prefix and len(r) > p]
+        plain = sorted(set(range(len(rows))) - set(cached))
         out: dict[int, list[int]] = {}
         with self._lock:
             if cached:
