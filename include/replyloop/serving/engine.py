@@ -1,12 +1,14 @@
-"""Inference engines for a registered version: CTranslate2 on merged weights (fast path) or the HF reference.
+"""Inference engines for a registered version: torch (default), CTranslate2 on merged weights, or the HF reference.
 
-Chosen by measurement (bench/serve.py, docs/api.md): CTranslate2 installs as a wheel in seconds, runs the
-LoRA-merged Llama (float32 on CPU, which keeps the reference's greedy replies; int8 on request; bf16/fp16
-on CUDA, same code) and decodes a micro-batch in one `generate_batch` call. Both engines build prompts with `replyloop.chat` (what is trained is what is
-served) and decode greedily under the reference rules of `modeling.ReplyGenerator`: repetition penalty
-1.1, no repeated 4-grams, no token containing '@'.
+Chosen by measurement (bench/serve.py, docs/api.md). The torch engine (`torch_engine.TorchEngine`) is the
+version's own reply generator (LoRA merged, as the pyfunc loads it) with a cached system-prompt prefix and
+one `generate` per micro-batch, so it decodes by the reference rule by construction: greedy, repetition
+penalty 1.1 and no repeated 4-grams over prompt + reply, no token containing '@'; on CUDA the same code
+uses the GPU. CTranslate2 (`REPLYLOOP_SERVE_ENGINE=ctranslate2`) mirrors that rule by running the prompt
+through its decoding loop (slow for batches of prompts of different lengths). All build prompts with
+`replyloop.chat` (what is trained is what is served).
 
-A version's engine files are converted once: merged weights land in
+A version's CTranslate2 files are converted once: merged weights land in
 `$REPLYLOOP_HOME/models/engines/ctranslate2/<content hash>` (hash of the adapter files, the base model's
 hash and the converter version), so a version is converted once per machine, whatever its number.
 """
