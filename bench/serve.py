@@ -5,12 +5,13 @@
 The champion is a LoRA adapter (r=16, all linear layers) on SmolLM2-135M-Instruct, registered in a bench
 home of its own (default $REPLYLOOP_HOME/bench-serve; created once). Then:
   1. memory read bandwidth of this machine (numpy), the physical limit of single-stream decoding;
-  2. agreement of the fast path (CTranslate2 on merged weights) with the reference HF path of the same
-     version: identical greedy replies on the first --agreement golden prompts, int8 and float32;
+  2. agreement of the fast engines with the reference HF path of the same version: identical greedy replies
+     on the first --agreement golden prompts, for each of --engines (the served one is `torch:auto`);
   3. the naive baseline: the unmerged PeftModel calling `generate` per request, one request at a time
      (in process, no HTTP: that favours the baseline), at 1, 4 and 16 concurrent clients;
-  4. `replyloop serve` (subprocess, loopback HTTP, micro-batching) at 1, 4 and 16 concurrent clients;
-  5. the red-team prompts of resources/eval/safety.jsonl through the server: replies that leak the
+  4. llama.cpp on the base model's GGUF, one request at a time, when llama-cpp-python is installed (optional);
+  5. `replyloop serve` (subprocess, loopback HTTP, micro-batching) at 1, 4 and 16 concurrent clients;
+  6. the red-team prompts of resources/eval/safety.jsonl through the server: replies that leak the
      system prompt, and replies replaced by the safe fallback (PII check / judge).
 Prints p50/p95 latency, replies/s, ratios to the baseline, and generated tokens/s against the bandwidth
 limit for the bytes of weights read per decoding step. Timings on a shared machine are noisy: the load
@@ -43,25 +44,61 @@ def bandwidth_gbs() -> float:
     return a.nbytes / best / 1e9
 
 
-def agreement(settings, version: str, n: int) -> dict:
+def agreement(settings, version: str, n: int, engines: list[str]) -> dict:
+    """Identical greedy replies of each fast engine with the reference path on the first n golden prompts."""
     from replyloop import registry
-    from replyloop.serving.engine import CT2Engine, convert_version, version_config
+    from replyloop.serving.engine import ctranslate2_installed, load_engine
 
     convs = golden_conversations()[:n]
     t = time.perf_counter()
     ref = registry.load_version(settings, version).reply(convs)  # the reference path, in batches of 8
-    hf_secs = time.perf_counter() - t
-    files = registry.download_version(settings, version)
-    cfg = version_config(files)
-    out = {"prompts": n, "hf_batched_s": hf_secs}
-    for ctype in ("int8", "float32"):
-        eng = CT2Engine(convert_version(settings, files), system_prompt=cfg["system_prompt"],
-                        max_new_tokens=int(cfg["max_new_tokens"]), max_prompt_tokens=settings.serve_max_prompt_tokens,
-                        compute_type=ctype)
+    out = {"prompts": n, "hf_batched_s": time.perf_counter() - t, "engines": {}}
+    for engine, ctype in (e.split(":") for e in engines):
+        if engine == "ctranslate2" and not ctranslate2_installed():
+            continue
+        eng = load_engine(settings.model_copy(update={"serve_engine": engine, "serve_compute_type": ctype}), version)
         t = time.perf_counter()
         fast = [g.text for g in eng.generate(convs)]
-        out[ctype] = (sum(a == b for a, b in zip(ref, fast, strict=True)), time.perf_counter() - t)
+        out["engines"][f"{engine} {getattr(eng, 'dtype', None) or eng.compute_type}"] = (
+            sum(a == b for a, b in zip(ref, fast, strict=True)), time.perf_counter() - t)
+        del eng
     return out
+
+
+def served_weight_bytes(settings, version: str) -> int:
+    """Bytes of weights the served engine reads per decoding step (tied embeddings counted once)."""
+    from replyloop.serving.engine import load_engine
+
+    eng = load_engine(settings, version)
+    model = getattr(eng, "model", None)
+    if model is None:  # CTranslate2 keeps a float16 file; float32 compute reads twice its size
+        folder = next((settings.model_cache / "engines" / "ctranslate2").glob("*/ct2/model.bin"))
+        return 2 * folder.stat().st_size
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def llama_cpp_p50(settings, version: str, convs: list) -> float | None:
+    """p50 latency of llama.cpp (llama-cpp-python, optional) on the same base model's GGUF, one request at a
+    time, same prompt tokens, greedy, repetition penalty 1.1, same reply budget; None when not installed."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    from replyloop import registry
+    from replyloop.chat import prompt_ids
+    from replyloop.modeling import smollm2_gguf
+    from replyloop.serving.engine import version_config
+
+    gen = registry.load_version(settings, version)
+    cfg = version_config(registry.download_version(settings, version))
+    llm = Llama(model_path=str(smollm2_gguf()), n_threads=os.cpu_count(), n_ctx=2048, verbose=False)
+    lat = []
+    for conv in convs:
+        ids = prompt_ids(gen.tok, conv, cfg["system_prompt"], 1024)
+        t = time.perf_counter()
+        llm(ids, max_tokens=int(cfg["max_new_tokens"]), temperature=0.0, top_k=1, repeat_penalty=1.1)
+        lat.append(time.perf_counter() - t)
+    return pct(lat, .5)
 
 
 class Naive:
@@ -148,6 +185,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--agreement", type=int, default=40, help="golden prompts compared with the reference path")
+    ap.add_argument("--engines", nargs="+", default=["torch:auto", "torch:bfloat16", "ctranslate2:float32"],
+                    help="engine:compute_type pairs compared with the reference path")
     ap.add_argument("--naive", type=int, nargs=3, default=(6, 8, 16), help="baseline requests at 1/4/16 clients")
     ap.add_argument("--fast", type=int, nargs=3, default=(16, 32, 64), help="server requests at 1/4/16 clients")
     args = ap.parse_args()
@@ -158,11 +197,11 @@ def main() -> None:
     settings, version = setup["settings"], setup["version"]
     bw = bandwidth_gbs()
     print(f"memory read bandwidth: {bw:.1f} GB/s")
-    agree = agreement(settings, version, args.agreement) if args.agreement else {}
-    for ctype in ("int8", "float32") if agree else ():
-        same, secs = agree[ctype]
-        print(f"agreement with the HF reference ({ctype}): {same}/{agree['prompts']} golden prompts give identical "
+    agree = agreement(settings, version, args.agreement, args.engines) if args.agreement else {}
+    for name, (same, secs) in (agree.get("engines") or {}).items():
+        print(f"agreement with the HF reference ({name}): {same}/{agree['prompts']} golden prompts give identical "
               f"greedy replies ({secs:.1f}s vs HF batched {agree['hf_batched_s']:.1f}s)", flush=True)
+    weights = served_weight_bytes(settings, version)
     convs = golden_conversations()
     naive = Naive(settings, version)
     base = {}
@@ -171,6 +210,7 @@ def main() -> None:
         print(f"naive {n} clients: p50 {pct(base[n]['lat'], .5):.2f}s p95 {pct(base[n]['lat'], .95):.2f}s "
               f"{len(base[n]['lat']) / base[n]['wall']:.3f} replies/s", flush=True)
     del naive
+    llama = llama_cpp_p50(settings, version, convs[: args.fast[0]])
     server = Server(home)
     try:
         info = server.wait_ready()
@@ -192,18 +232,16 @@ def main() -> None:
         print(f"{n:>7} | {pct(b['lat'], .5):>8.2f}s {pct(b['lat'], .95):>6.2f}s {b_rps:>6.2f} | "
               f"{pct(f['lat'], .5):>12.3f}s {pct(f['lat'], .95):>6.3f}s {f_rps:>6.2f} {f['errors']:>4} | "
               f"{pct(f['lat'], .5) / pct(b['lat'], .5):>8.3f}x {f_rps / b_rps:>8.1f}x")
-    # float32 weights: the converted file is float16, so twice its size is read per decoding step
-    weights = 2 * next((home / "models" / "engines" / "ctranslate2").glob("*/ct2/model.bin")).stat().st_size
     one = fast[1]
     per_stream = one["tokens"] / one["wall"]
-    print(f"\ntokens/s at 1 client: {per_stream:.0f}; bandwidth limit for {weights / 1e6:.0f} MB of float32 weights "
+    print(f"\ntokens/s at 1 client: {per_stream:.0f}; bandwidth limit for {weights / 1e6:.0f} MB of weights "
           f"read per step: {bw * 1e9 / weights:.0f} tokens/s per stream ({per_stream / (bw * 1e9 / weights):.0%} of it)")
     print(f"tokens/s at 16 clients: {fast[16]['tokens'] / fast[16]['wall']:.0f} (micro-batches share each weight read)")
-    try:
-        import llama_cpp  # noqa: F401
-        print("llama-cpp-python is installed: compare with it by hand (not automated here)")
-    except ImportError:
-        print("llama.cpp ratio: llama-cpp-python is not installed (it compiles from source, >10 min here)")
+    if llama is None:
+        print("llama.cpp ratio: llama-cpp-python is not installed (optional; it compiles from source, >10 min here)")
+    else:
+        print(f"llama.cpp on the base model's GGUF, 1 client: p50 {llama:.3f}s; replyloop p50 / llama.cpp p50 = "
+              f"{pct(one['lat'], .5) / llama:.2f}x")
     print(f"red team ({safety['prompts']} prompts): {safety['leaks']} replies leak the system prompt, "
           f"{safety['fallbacks']} replaced by the safe fallback")
     print(f"load average after: {os.getloadavg()[0]:.1f}")

@@ -208,6 +208,13 @@ class ReplyGenerator:
         """The chat messages the model sees (built by `replyloop.chat`, the one chat builder)."""
         return chat_messages(conversation, self.system_prompt)
 
+    def generate_kwargs(self) -> dict:
+        """The decoding rule, for `generate`: greedy, repetition penalty 1.1 and no repeated 4-grams over
+        prompt + reply, no token containing '@'. The serving engines decode with these same arguments."""
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "repetition_penalty": 1.1,
+                "no_repeat_ngram_size": 4, "suppress_tokens": self.suppressed or None,
+                "pad_token_id": self.tok.pad_token_id}
+
     def reply(self, conversations: list[str | list[dict]], batch_size: int = 8) -> list[str]:
         import torch
 
@@ -218,10 +225,7 @@ class ReplyGenerator:
             ids = [prompt_ids(self.tok, c, self.system_prompt, self.max_prompt_tokens) for c in chunk]
             enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.model.device)
             with torch.inference_mode():
-                gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                          repetition_penalty=1.1, no_repeat_ngram_size=4,
-                                          suppress_tokens=self.suppressed or None,
-                                          pad_token_id=self.tok.pad_token_id)
+                gen = self.model.generate(**enc, **self.generate_kwargs())
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(self.tok.decode(row, skip_special_tokens=True).strip())
         return out

@@ -116,14 +116,18 @@ class Settings(BaseSettings):
     alias_poll_seconds: float = 30.0
     max_new_tokens: int = 48
     # serving: engine, batching, limits, security, durable reply log (owner: serving)
-    serve_engine: str = Field("auto", description="'auto' (CTranslate2 when installed, else the HF reference "
-                                                  "path), 'ctranslate2' or 'hf'")
-    serve_compute_type: str = Field("auto", description="CTranslate2 compute type: 'auto' (float32 on CPU, "
-                                                        "bfloat16/float16 on CUDA), 'int8' (faster, other "
-                                                        "greedy replies), 'float32', ...")
-    serve_threads: int = Field(0, ge=0, description="CPU threads of the engine; 0 = one per core")
+    serve_engine: str = Field("auto", description="'auto' or 'torch' (the reference generator with a cached "
+                                                  "system prompt and micro-batches), 'ctranslate2', or 'hf' "
+                                                  "(the reference path, one generate per micro-batch)")
+    serve_compute_type: str = Field("auto", description="Weights: 'auto' (torch: as the version loads, float32 "
+                                                        "on CPU, bf16/fp16 on CUDA), 'bfloat16', 'float32'; "
+                                                        "CTranslate2 also 'int8' (other greedy replies)")
+    serve_threads: int = Field(0, ge=0, description="CPU threads of the engine; 0 = the library's default "
+                                                    "(one per core)")
     serve_max_batch: int = Field(16, ge=1, description="Micro-batch: at most this many requests per generate call")
-    serve_batch_wait_ms: float = Field(4.0, ge=0, description="Micro-batch: wait this long for more requests")
+    serve_batch_wait_ms: float = Field(4.0, ge=0, description="Micro-batch: wait this long for the next request")
+    serve_batch_max_wait_ms: float = Field(50.0, ge=0, description="Micro-batch: keep collecting while requests "
+                                                                   "keep coming, at most this long after the first")
     serve_max_queue: int = Field(256, ge=1, description="Requests waiting for the engine beyond this get 503")
     serve_keep_versions: int = Field(2, ge=1, description="Versions kept loaded (the previous one makes a "
                                                           "rollback a pointer swap)")

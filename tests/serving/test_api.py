@@ -165,8 +165,9 @@ def test_metrics_count_routes_statuses_versions_and_fallbacks(client):
     assert 'replyloop_requests_total{route="/v1/replies",status="422"}' in text
     assert "replyloop_request_seconds_bucket" in text and "replyloop_queue_depth" in text
     assert "replyloop_generated_tokens_total" in text and "replyloop_fallbacks" in text
-    version = client.get("/readyz").json()["model_version"]
-    assert f'replyloop_served_model{{engine="ctranslate2",version="{version}"}} 1.0' in text
+    ready = client.get("/readyz").json()
+    assert ready["engine"] == "torch"  # the default engine (REPLYLOOP_SERVE_ENGINE=auto)
+    assert f'replyloop_served_model{{engine="torch",version="{ready["model_version"]}"}} 1.0' in text
 
 
 def test_no_paths_keys_or_customer_text_leak(client, serve_settings, api_key, caplog):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from replyloop import registry, resources
+from replyloop.chat import prompt_ids
 from replyloop.serving.engine import CT2Engine, HFEngine, convert_version, load_engine, version_config
 
 
@@ -52,3 +53,85 @@ def test_hf_reference_is_the_fallback_engine(served_registry):
     hf = served_registry["settings"].model_copy(update={"serve_engine": "hf"})
     engine = load_engine(hf, served_registry["versions"][0])
     assert engine.name == "hf" and engine.generate([[{"role": "customer", "text": "hi"}]])[0].tokens >= 0
+
+
+def test_torch_engine_matches_the_reference_on_golden_prompts(served_registry):
+    from replyloop.serving.torch_engine import TorchEngine
+
+    settings = served_registry["settings"]
+    version = served_registry["versions"][0]
+    convs = golden_conversations(24)
+    reference = HFEngine(registry.load_version(settings, version)).generate(convs)
+    fast = TorchEngine(registry.load_version(settings, version)).generate(convs)
+    same = sum(a.text == b.text for a, b in zip(reference, fast, strict=True))
+    assert same >= 0.9 * len(convs), f"{same}/{len(convs)} identical greedy replies"
+
+
+def test_layout_right_aligns_each_row_after_the_prefix():
+    from replyloop.serving.torch_engine import layout_after_prefix
+
+    lay = layout_after_prefix([7, 8], [[7, 8, 1, 2, 3], [7, 8, 4]], pad_id=0)
+    assert lay.input_ids == [[7, 8, 1, 2, 3], [7, 8, 0, 0, 4]]
+    assert lay.attention_mask == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 1]]
+
+
+def test_layout_without_prefix_is_left_padding():
+    from replyloop.serving.torch_engine import layout_after_prefix
+
+    lay = layout_after_prefix([], [[5], [1, 2, 3]], pad_id=9)
+    assert lay.input_ids == [[9, 9, 5], [1, 2, 3]]
+    assert lay.attention_mask == [[0, 0, 1], [1, 1, 1]]
+
+
+def test_layout_refuses_a_row_that_does_not_go_on_after_the_prefix():
+    import pytest
+
+    from replyloop.serving.torch_engine import layout_after_prefix
+
+    with pytest.raises(ValueError, match="start with the prefix"):
+        layout_after_prefix([7, 8], [[7, 8]], pad_id=0)
+    with pytest.raises(ValueError, match="start with the prefix"):
+        layout_after_prefix([7, 8], [[7, 9, 1]], pad_id=0)
+
+
+def test_common_prefix():
+    from replyloop.serving.torch_engine import common_prefix
+
+    assert common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert common_prefix([[1], [2]]) == 0
+
+
+def test_torch_engine_answers_a_request_alike_alone_and_in_a_batch(served_registry):
+    """The cached prefix and the masked padding do not change a row's reply (greedy tokens, most rows)."""
+    from replyloop.serving.torch_engine import TorchEngine
+
+    settings = served_registry["settings"]
+    engine = TorchEngine(registry.load_version(settings, served_registry["versions"][0]))
+    convs = golden_conversations(12)
+    alone = [engine.generate([c])[0].text for c in convs]
+    batch = [g.text for g in engine.generate(convs)]
+    same = sum(a == b for a, b in zip(alone, batch, strict=True))
+    assert same >= 0.9 * len(convs), f"{same}/{len(convs)} identical"
+
+
+def test_torch_engine_keeps_the_prompt_in_the_decoding_rule(served_registry):
+    """The engine decodes with the reference generator's own arguments (penalties over prompt + reply)."""
+    from replyloop.serving.torch_engine import TorchEngine
+
+    gen = registry.load_version(served_registry["settings"], served_registry["versions"][0])
+    engine = TorchEngine(gen)
+    rule = engine.gen.generate_kwargs()
+    assert rule["repetition_penalty"] == 1.1 and rule["no_repeat_ngram_size"] == 4 and not rule["do_sample"]
+    assert engine.prefix and engine.prefix == prompt_ids(gen.tok, [{"role": "customer", "text": "x"}],
+                                                         gen.system_prompt, 1024)[: len(engine.prefix)]
+
+
+def test_batch_collection_follows_arrivals_up_to_the_cap():
+    from pytest import approx
+
+    from replyloop.serving.batcher import collect_deadline
+
+    assert collect_deadline(10.0, 10.0, 0.004, 0.05) == approx(10.004)    # a lone request waits the gap only
+    assert collect_deadline(10.0, 10.03, 0.004, 0.05) == approx(10.034)   # each arrival extends the wait
+    assert collect_deadline(10.0, 10.049, 0.004, 0.05) == approx(10.05)   # never past the cap after the first
+    assert collect_deadline(10.0, 10.0, 0.004, 0.0) == approx(10.004)     # a cap below the gap: the gap

@@ -1,8 +1,8 @@
 """How the gate asks a model: through the serving engine, so that what is judged is what the API serves.
 
-`serving.engine` answers (CTranslate2 on the merged weights when installed, else the HF reference, as
-`REPLYLOOP_SERVE_ENGINE` says); the HF model of the same weights is kept beside it for what only a
-forward pass gives: the perplexity of the reference replies. Candidate, champion and base model are all
+`serving.engine` answers (the torch engine by default; CTranslate2 or the plain HF reference as
+`REPLYLOOP_SERVE_ENGINE` says); the HF model of the same weights (the engine's own for torch and hf) is
+kept for what only a forward pass gives: the perplexity of the reference replies. Candidate, champion and base model are all
 asked the same way, so the gate compares like with like.
 """
 
@@ -29,7 +29,8 @@ class EngineAnswerer:
 
 
 def _reference(engine, load):
-    return engine.generator if getattr(engine, "name", "") == "hf" else load()
+    """The HF generator behind the engine when it has one (torch, hf), else a fresh one (`load()`)."""
+    return getattr(engine, "generator", None) or getattr(engine, "gen", None) or load()
 
 
 def load_candidate(settings: Settings, version: str) -> EngineAnswerer:

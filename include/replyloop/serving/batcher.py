@@ -1,7 +1,9 @@
 """Micro-batching: requests that arrive together share one engine call.
 
-A worker thread takes the first waiting request, waits up to `wait_ms` for more (at most `max_batch`),
-and runs them through the engine of the model each request was admitted with, so requests admitted
+A worker thread takes the first waiting request and collects more while they keep coming: each within
+`wait_ms` of the previous one, for at most `max_wait_ms` after the first and `max_batch` requests (clients
+that were answered together come back a few milliseconds apart and stay in one batch; a lone client waits
+only `wait_ms`). It runs them through the engine of the model each request was admitted with, so requests admitted
 before a champion swap finish on the old model. Results go back to the asyncio callers as futures.
 """
 
@@ -19,10 +21,18 @@ class QueueFull(RuntimeError):
     pass
 
 
+def collect_deadline(first_at: float, last_at: float, wait: float, max_wait: float) -> float:
+    """Until when to wait for the next request: `wait` after the latest arrival, never past `max_wait`
+    (or `wait`, if larger) after the first."""
+    return min(last_at + wait, first_at + max(wait, max_wait))
+
+
 class MicroBatcher:
-    def __init__(self, *, max_batch: int, wait_ms: float, max_queue: int, guard, on_batch=None):
+    def __init__(self, *, max_batch: int, wait_ms: float, max_queue: int, guard, on_batch=None,
+                 max_wait_ms: float = 0.0):
         self.max_batch = max_batch
         self.wait = wait_ms / 1000.0
+        self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.guard = guard  # (texts, customer texts per conversation) -> [(text to send, fallback reason)]
         self.on_batch = on_batch  # callback(engine_name, size, seconds) for metrics
@@ -49,7 +59,8 @@ class MicroBatcher:
 
     def _collect(self, first) -> list:
         batch = [first]
-        deadline = time.monotonic() + self.wait
+        started = time.monotonic()
+        deadline = collect_deadline(started, started, self.wait, self.max_wait)
         while len(batch) < self.max_batch:
             try:
                 item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -59,6 +70,7 @@ class MicroBatcher:
                 self._queue.put(None)
                 break
             batch.append(item)
+            deadline = collect_deadline(started, time.monotonic(), self.wait, self.max_wait)
         return batch
 
     def _run(self) -> None:

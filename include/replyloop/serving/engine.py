@@ -1,12 +1,14 @@
-"""Inference engines for a registered version: CTranslate2 on merged weights (fast path) or the HF reference.
+"""Inference engines for a registered version: torch (default), CTranslate2 on merged weights, or the HF reference.
 
-Chosen by measurement (bench/serve.py, docs/api.md): CTranslate2 installs as a wheel in seconds, runs the
-LoRA-merged Llama (float32 on CPU, which keeps the reference's greedy replies; int8 on request; bf16/fp16
-on CUDA, same code) and decodes a micro-batch in one `generate_batch` call. Both engines build prompts with `replyloop.chat` (what is trained is what is
-served) and decode greedily under the reference rules of `modeling.ReplyGenerator`: repetition penalty
-1.1, no repeated 4-grams, no token containing '@'.
+Chosen by measurement (bench/serve.py, docs/api.md). The torch engine (`torch_engine.TorchEngine`) is the
+version's own reply generator (LoRA merged, as the pyfunc loads it) with a cached system-prompt prefix and
+one `generate` per micro-batch, so it decodes by the reference rule by construction: greedy, repetition
+penalty 1.1 and no repeated 4-grams over prompt + reply, no token containing '@'; on CUDA the same code
+uses the GPU. CTranslate2 (`REPLYLOOP_SERVE_ENGINE=ctranslate2`) mirrors that rule by running the prompt
+through its decoding loop (slow for batches of prompts of different lengths). All build prompts with
+`replyloop.chat` (what is trained is what is served).
 
-A version's engine files are converted once: merged weights land in
+A version's CTranslate2 files are converted once: merged weights land in
 `$REPLYLOOP_HOME/models/engines/ctranslate2/<content hash>` (hash of the adapter files, the base model's
 hash and the converter version), so a version is converted once per machine, whatever its number.
 """
@@ -175,10 +177,46 @@ def version_config(files: registry.VersionFiles) -> dict:
     return Model.load(mlmodel).flavors.get("python_function", {}).get("config") or {}
 
 
+TORCH_DTYPES = {"auto": None, "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def _torch_engine(settings: Settings, generator):
+    """`generator` (a ReplyGenerator) on the torch engine, in the configured dtype."""
+    import torch
+
+    from replyloop.serving.torch_engine import TorchEngine
+
+    ctype = settings.serve_compute_type
+    if ctype not in TORCH_DTYPES:
+        raise EngineError(f"REPLYLOOP_SERVE_COMPUTE_TYPE={ctype!r} is not one of {', '.join(TORCH_DTYPES)} "
+                          "for the torch engine")
+    if settings.serve_threads:
+        torch.set_num_threads(settings.serve_threads)
+    dtype = getattr(torch, TORCH_DTYPES[ctype]) if TORCH_DTYPES[ctype] else None  # auto: as the pyfunc loads it
+    return TorchEngine(generator, dtype=dtype, max_prompt_tokens=settings.serve_max_prompt_tokens)
+
+
+def torch_engine(settings: Settings, version: str):
+    """The version's reference generator on the torch engine, in the configured dtype."""
+    return _torch_engine(settings, registry.load_version(settings, version))
+
+
+def _choice(settings: Settings) -> str:
+    choice = settings.serve_engine
+    if choice not in ("auto", "torch", "ctranslate2", "hf"):
+        raise EngineError(f"REPLYLOOP_SERVE_ENGINE={choice!r} is not one of auto, torch, ctranslate2, hf")
+    if choice == "ctranslate2" and not ctranslate2_installed():
+        raise EngineError("REPLYLOOP_SERVE_ENGINE=ctranslate2 but the package ctranslate2 is not installed")
+    return "torch" if choice == "auto" else choice
+
+
 def load_engine(settings: Settings, version: str) -> Engine:
-    """The engine the settings ask for; 'auto' takes CTranslate2 when installed, else the HF reference."""
-    if not _use_ct2(settings):
+    """The engine the settings ask for; 'auto' is the torch engine (chosen by measurement, docs/api.md)."""
+    choice = _choice(settings)
+    if choice == "hf":
         return HFEngine(registry.load_version(settings, version))
+    if choice == "torch":
+        return torch_engine(settings, version)
     files = registry.download_version(settings, version)
     return _ct2_engine(settings, convert_version(settings, files), version_config(files))
 
@@ -186,23 +224,16 @@ def load_engine(settings: Settings, version: str) -> Engine:
 def load_base_engine(settings: Settings, base_model_sha: str, config: dict) -> Engine:
     """The base model (no adapter) in the same engine, decoding rules and prompt as a version; `config` is
     the pyfunc config of the version it is compared with (system prompt, max_new_tokens)."""
-    if not _use_ct2(settings):
-        from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
+    choice = _choice(settings)
+    if choice == "ctranslate2":
+        folder = convert_model(settings, base_model_sha, None, label=f"base model {base_model_sha[:16]}")
+        return _ct2_engine(settings, folder, config)
+    from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
 
-        model, tok = load_base(base_model_by_hash(settings, base_model_sha))
-        return HFEngine(ReplyGenerator(model, tok, system_prompt=_system_prompt(settings, config),
-                                       max_new_tokens=_max_new(settings, config)))
-    folder = convert_model(settings, base_model_sha, None, label=f"base model {base_model_sha[:16]}")
-    return _ct2_engine(settings, folder, config)
-
-
-def _use_ct2(settings: Settings) -> bool:
-    choice = settings.serve_engine
-    if choice not in ("auto", "ctranslate2", "hf"):
-        raise EngineError(f"REPLYLOOP_SERVE_ENGINE={choice!r} is not one of auto, ctranslate2, hf")
-    if choice == "ctranslate2" and not ctranslate2_installed():
-        raise EngineError("REPLYLOOP_SERVE_ENGINE=ctranslate2 but the package ctranslate2 is not installed")
-    return choice != "hf" and ctranslate2_installed()
+    model, tok = load_base(base_model_by_hash(settings, base_model_sha))
+    generator = ReplyGenerator(model, tok, system_prompt=_system_prompt(settings, config),
+                               max_new_tokens=_max_new(settings, config))
+    return HFEngine(generator) if choice == "hf" else _torch_engine(settings, generator)
 
 
 def _system_prompt(settings: Settings, config: dict) -> str:

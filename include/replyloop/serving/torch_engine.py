@@ -1,0 +1,126 @@
+"""The reference generator made fast: same model, same `generate` call, same decoding rule.
+
+`TorchEngine` wraps the registered version's `modeling.ReplyGenerator` (LoRA merged into the base, as the
+pyfunc loads it) and decodes a micro-batch in one `generate` call with the generator's own decoding
+arguments (greedy, repetition penalty 1.1 and no repeated 4-grams over prompt + reply, no '@' token), so
+the penalties see the whole prompt by construction. What it adds:
+
+- the system prompt's KV cache, computed once per version: every prompt starts with the same tokens
+  (system prompt + the opening of the first turn), so only the conversation part is forwarded per request;
+- one prefill for a batch of prompts of any length: the cached prefix, then each row's conversation part
+  right-aligned after padding that the attention mask hides (positions follow the mask, so each row is
+  computed as if it had no padding). The pad token is the end-of-sequence token, which every prompt
+  already holds, so the padding adds nothing that the repetition penalty could see;
+- weights in bf16 where the device computes bf16 natively (opt-in on CPU, see `docs/api.md`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from replyloop.chat import prompt_ids
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A batch laid out after a shared cached prefix: token ids (prefix included) and the attention mask."""
+
+    input_ids: list[list[int]]
+    attention_mask: list[list[int]]
+
+
+def common_prefix(rows: list[list[int]]) -> int:
+    """Length of the token prefix all rows share."""
+    n = min(map(len, rows))
+    for i in range(n):
+        if any(r[i] != rows[0][i] for r in rows):
+            return i
+    return n
+
+
+def layout_after_prefix(prefix: list[int], rows: list[list[int]], pad_id: int) -> Layout:
+    """Rows that start with `prefix`: prefix, left padding (masked), then each row's remaining tokens.
+
+    Every row keeps at least one token after the prefix (the cached prefix must stop before the last
+    prompt token, whose logits start the reply)."""
+    p = len(prefix)
+    if any(r[:p] != prefix or len(r) <= p for r in rows):
+        raise ValueError("every row must start with the prefix and go on after it")
+    width = max(len(r) for r in rows) - p
+    ids, mask = [], []
+    for r in rows:
+        pad = width - (len(r) - p)
+        ids.append(prefix + [pad_id] * pad + r[p:])
+        mask.append([1] * p + [0] * pad + [1] * (len(r) - p))
+    return Layout(ids, mask)
+
+
+class TorchEngine:
+    """A version's ReplyGenerator with a cached system-prompt prefix and one `generate` per micro-batch."""
+
+    name = "torch"
+
+    def __init__(self, generator, *, dtype=None, max_prompt_tokens: int | None = None):
+        import torch
+
+        self.gen = generator
+        if dtype is not None and dtype != generator.model.dtype:
+            generator.model.to(dtype)
+        self.model = generator.model
+        self.tok = generator.tok
+        self.device = str(self.model.device)
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
+        self.max_prompt_tokens = min(max_prompt_tokens or generator.max_prompt_tokens, generator.max_prompt_tokens)
+        self.prefix = self._system_prefix()
+        with torch.inference_mode():
+            ids = torch.tensor([self.prefix], device=self.model.device)
+            self._prefix_cache = self.model(ids, use_cache=True).past_key_values
+        self._lock = threading.Lock()  # one generate at a time per model (the batcher has one worker anyway)
+
+    def _system_prefix(self) -> list[int]:
+        """The tokens every prompt starts with (system prompt and the opening of the first turn), minus one."""
+        probes = [[{"role": "customer", "text": t}] for t in ("hello", "Where is my parcel?")]
+        rows = [prompt_ids(self.tok, c, self.gen.system_prompt, self.max_prompt_tokens) for c in probes]
+        return rows[0][: max(0, common_prefix(rows) - 1)]
+
+    def _cache_for(self, batch: int):
+        from transformers import DynamicCache
+
+        layers = [(layer.keys.repeat(batch, 1, 1, 1), layer.values.repeat(batch, 1, 1, 1))
+                  for layer in self._prefix_cache.layers]
+        return DynamicCache(layers, config=self.model.config)
+
+    def generate(self, conversations: list[list[dict]]) -> list:
+        from replyloop.serving.engine import Generation
+
+        rows = [prompt_ids(self.tok, c, self.gen.system_prompt, self.max_prompt_tokens) for c in conversations]
+        p = len(self.prefix)
+        cached = [i for i, r in enumerate(rows) if p and r[:p] == self.prefix and len(r) > p]
+        plain = sorted(set(range(len(rows))) - set(cached))
+        out: dict[int, list[int]] = {}
+        with self._lock:
+            if cached:
+                out.update(zip(cached, self._decode([rows[i] for i in cached], with_prefix=True), strict=True))
+            if plain:  # a prompt cut so hard that the system prompt's start is gone: no cached prefix
+                out.update(zip(plain, self._decode([rows[i] for i in plain], with_prefix=False), strict=True))
+        texts = [self.tok.decode(out[i], skip_special_tokens=True).strip() for i in range(len(rows))]
+        return [Generation(t, len(out[i])) for i, t in enumerate(texts)]
+
+    def _decode(self, rows: list[list[int]], *, with_prefix: bool) -> list[list[int]]:
+        import torch
+
+        prefix = self.prefix if with_prefix else []
+        lay = layout_after_prefix(prefix, rows, self.tok.pad_token_id)
+        kwargs = self.gen.generate_kwargs()
+        if with_prefix:
+            kwargs["past_key_values"] = self._cache_for(len(rows))
+        with torch.inference_mode():
+            gen = self.model.generate(input_ids=torch.tensor(lay.input_ids, device=self.model.device),
+                                      attention_mask=torch.tensor(lay.attention_mask, device=self.model.device),
+                                      **kwargs)
+        eos = self.tok.eos_token_id
+        replies = []
+        for row in gen[:, len(lay.input_ids[0]):].tolist():
+            replies.append(row[: row.index(eos)] if eos in row else row)
+        return replies
