@@ -225,7 +225,7 @@ def test_a_rejection_through_the_rest_api_leaves_champion_and_records_who_and_wh
     assert detail["options"] == ["Approve", "Reject"] and f"version {v2}" in detail["subject"], detail
     answer = api.answer(run_id, "Reject", "perplexity report looks off")
     assert answer["responded_by"]["name"] == LEAD
-    assert api.wait_finished(DAG, run_id, timeout=240, procs=procs) == "success"
+    assert api.wait_finished(DAG, run_id, timeout=480, procs=procs) == "success"
     states = api.states(DAG, run_id)
     assert (states["promote_approved"], states["promote"], states["record_approval"]) == \
         ("skipped", "skipped", "success"), states
@@ -244,7 +244,7 @@ def test_an_unanswered_approval_times_out_and_champion_stays(cluster):
     run_id = api.trigger(DAG, {"version": v3})
     detail = _awaiting(api, run_id, procs)
     assert detail["defaults"] == ["Reject"]
-    assert api.wait_finished(DAG, run_id, timeout=TIMEOUT_S + 180, procs=procs) == "success"
+    assert api.wait_finished(DAG, run_id, timeout=TIMEOUT_S + 360, procs=procs) == "success"
     assert api.states(DAG, run_id)["promote_approved"] == "skipped"
     assert api.hitl(run_id)["responded_by_user"] is None  # nobody answered: the defaults were applied
     assert _champion(settings) == v1
@@ -280,12 +280,12 @@ def test_a_retrain_request_trains_the_latest_snapshot_and_an_approval_promotes_i
     def evaluate_run():
         runs = [r for r in api.runs(DAG) if r["run_type"] == "asset_triggered"]
         return runs[0]["dag_run_id"] if runs else None
-    run_id = wait_until(evaluate_run, timeout=120, what="the candidate's evaluation run", procs=procs)
+    run_id = wait_until(evaluate_run, timeout=300, what="the candidate's evaluation run", procs=procs)
     detail = _awaiting(api, run_id, procs)
     assert f"version {new}" in detail["subject"], detail
     assert _champion(settings) == v1, "nothing moves before the ML lead answers"
     api.answer(run_id, "Approve", "held-out and golden both up")
-    assert api.wait_finished(DAG, run_id, timeout=240, procs=procs) == "success"
+    assert api.wait_finished(DAG, run_id, timeout=480, procs=procs) == "success"
     assert _champion(settings) == new
     tags = _tags(settings, new)
     assert (tags[Tag.APPROVAL], tags[Tag.APPROVAL_BY], tags[Tag.APPROVAL_COMMENT]) == \

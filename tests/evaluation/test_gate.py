@@ -137,6 +137,23 @@ def test_a_regressing_slice_fails_while_the_whole_set_passes():
     assert failing(decision) == [("slice_non_regression", "golden", "token_f1", "base", "intent=refund")]
 
 
+def test_a_noisy_small_slice_that_is_not_worse_on_average_passes():
+    """20 items with a per-item spread of 0.1: the slice's interval (about +/-0.045) is wider than the 0.02
+    tolerance, so it cannot prove non-inferiority; it is not shown worse either, and it passes."""
+    cfg, sets = config(), make_sets(80)
+    base = scores(sets, cfg, 0.3, noise=0.0)
+    refund = np.array([it.slices["intent"] == "refund" for it in sets["golden"].items])
+    noise = np.random.default_rng(5).normal(0, 0.1, refund.sum())
+    f1 = base["golden"].scores["token_f1"].copy()
+    f1[refund] += noise - noise.mean()  # equal on average, noisy per item
+    decision = decide(cfg, sets, scores(sets, cfg, 0.3, noise=0.0, golden={"token_f1": f1}), {"base": base},
+                      INFRA_OK)
+    [rule] = [r for r in decision["rules"] if r.get("slice") == "intent=refund" and r["set"] == "golden"
+              and r["metric"] == "token_f1"]
+    assert rule["ci"][0] < -0.02 < 0 < rule["ci"][1]  # too wide to prove non-inferiority
+    assert rule["passed"] and decision["passed"], decision["reasons"]
+
+
 def test_too_little_evidence_and_missing_infra_fail_with_messages():
     cfg, sets = config(), make_sets(10)
     base = scores(sets, cfg, 0.3)

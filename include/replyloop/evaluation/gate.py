@@ -221,15 +221,20 @@ def _zero_rules(cfg: GateConfig, cand: dict[str, SetScores]) -> list[dict]:
 
 
 def _interval_rule(kind, set_name, metric, baseline, cand, base, tol, cfg, idx=None, slice_=None) -> dict:
+    """Whole sets must be shown no worse than the tolerance (interval low > -tol). A slice fails when it is
+    shown worse than the tolerance (interval high < -tol): a slice of a few dozen items has an interval
+    wider than the tolerance, so asking it to prove non-inferiority would refuse an equal candidate."""
     c, b = cand.scores.get(metric), base.scores.get(metric)
     if idx is not None and c is not None and b is not None:
         c, b = c[idx], b[idx]
-    fields = {"metric": metric, "baseline": baseline, "slice": slice_, "threshold": f"CI low > -{tol}"}
+    threshold = f"CI high >= -{tol}" if slice_ else f"CI low > -{tol}"
+    fields = {"metric": metric, "baseline": baseline, "slice": slice_, "threshold": threshold}
     if c is None or b is None or len(c) == 0 or len(c) != len(b) or any(map(math.isnan, (*c, *b))):
         return _rule(kind, set_name, False, **fields, message="no paired scores to compare")
     ci = paired_interval(c, b, higher_is_better=METRICS[metric].higher_is_better, resamples=cfg.bootstrap.resamples,
                          confidence=cfg.bootstrap.confidence, seed=cfg.bootstrap.seed)
-    return _rule(kind, set_name, ci.low > -tol, **fields, n=ci.n, value=float(c.mean()), baseline_value=float(b.mean()),
+    passed = ci.high >= -tol if slice_ else ci.low > -tol
+    return _rule(kind, set_name, passed, **fields, n=ci.n, value=float(c.mean()), baseline_value=float(b.mean()),
                  delta=ci.delta, ci=[ci.low, ci.high])
 
 
