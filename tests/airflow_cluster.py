@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,7 +21,35 @@ import httpx
 
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW = str(VENV_BIN / "airflow")
+REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {"success", "failed"}
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without Airflow, MLflow, replyloop or AWS settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW", "REPLYLOOP", "AWS_"))}
+
+
+def airflow_env(base: dict[str, str], tmp: Path, *, api_port: int, executor: str) -> dict[str, str]:
+    """`base` plus what every Airflow component of a test cluster shares: the repo's DAGs, plugins and
+    package, one JWT secret (or workers fail with "Invalid auth token", apache/airflow#49646), the
+    execution API on `api_port`, and short scheduler / DAG-processor intervals."""
+    return {
+        **base,
+        "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{base.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO / "tests")]),
+        "AIRFLOW_HOME": str(tmp / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": executor,
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    }
 
 
 def free_port() -> int:

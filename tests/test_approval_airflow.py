@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from airflow_cluster import AIRFLOW, AirflowApi, Processes, free_port, wait_until
+from airflow_cluster import AIRFLOW, AirflowApi, Processes, airflow_env, clean_env, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -80,31 +80,17 @@ lora: {r: 4, alpha: 8, dropout: 0.0, target_modules: [q_proj, v_proj]}
 
 
 def _env(tmp: Path, home: Path, port: int, base_model: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW", "REPLYLOOP", "AWS_"))}
     passwords = tmp / "passwords.json"
     passwords.write_text(json.dumps({LEAD: PASSWORD}))
     return {
-        **base,
-        "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{base.get('PATH', '')}",
-        "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO / "tests")]),
-        "AIRFLOW_HOME": str(tmp / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        **airflow_env(clean_env(), tmp, api_port=port, executor="LocalExecutor"),
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp / 'airflow' / 'airflow.db'}",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{LEAD}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",  # the HITL timeout sweep
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         "REPLYLOOP_HOME": str(home),
         "REPLYLOOP_BASE_MODEL": str(base_model),

@@ -25,11 +25,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from airflow_cluster import AIRFLOW, AirflowApi, Processes, free_port, wait_until
+from airflow_cluster import AIRFLOW, AirflowApi, Processes, airflow_env, clean_env, free_port, wait_until
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 EVAL_DATA = Path(__file__).resolve().parent / "data" / "distributed_eval"
 TRAIN_TASK = ("finetune_lora", "train")
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -111,8 +110,7 @@ def stack(postgres_admin, redis_url, s3_endpoint, tiny_model_dir, tmp_path_facto
     api_port, mlflow_port = free_port(), free_port()
     (tmp / "train.yaml").write_text(TRAIN_YAML)
 
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW", "REPLYLOOP", "AWS_"))}
-    base.update(s3_keys)
+    base = {**clean_env(), **s3_keys}
     procs = Processes(tmp / "logs")
     try:
         procs.start("mlflow", [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
@@ -120,28 +118,14 @@ def stack(postgres_admin, redis_url, s3_endpoint, tiny_model_dir, tmp_path_facto
                                "--artifacts-destination", f"s3://{mlflow_bucket}/mlartifacts"],
                     {**base, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint})
         env = {
-            **base,
-            "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{base.get('PATH', '')}",
-            "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO / "tests")]),
-            "AIRFLOW_HOME": str(tmp / "airflow"),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            **airflow_env(base, tmp, api_port=api_port, executor="CeleryExecutor"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
             "AIRFLOW__CELERY__BROKER_URL": redis_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + airflow_db,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
-            # shared by every component, or workers fail with "Invalid auth token" (apache/airflow#49646)
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_cluster.worker_hostname",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
             "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
             "AWS_ENDPOINT_URL": s3_endpoint,
