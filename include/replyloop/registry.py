@@ -22,6 +22,7 @@ from replyloop.tracking import configure
 
 log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
+_ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # MLflow's codes for "no such model/alias"
 _AUDIT_KEEP = 50  # entries kept per audit tag (registered-model tags hold at most 5000 characters)
 
 
@@ -94,7 +95,9 @@ def versions(settings: Settings) -> list:
 
     try:
         found = client(settings).search_model_versions(f"name='{settings.model_name}'")
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # an unreachable or failing server is not "none yet"
+            raise
         return []
     return sorted(found, key=lambda v: int(v.version))
 
@@ -108,7 +111,12 @@ def alias_version(settings: Settings, alias: str) -> str | None:
 
     try:
         return str(client(settings).get_model_version_by_alias(settings.model_name, alias).version)
-    except MlflowException:  # no registered model yet, or the alias is not set
+    except MlflowException as exc:
+        # No registered model yet (RESOURCE_DOES_NOT_EXIST) or the alias is not set (INVALID_PARAMETER_VALUE).
+        # Anything else (a server error, an unreachable server) must not read as "no champion": the gate
+        # would then compare against the base model alone.
+        if exc.error_code not in _ABSENT:
+            raise
         return None
 
 
