@@ -186,6 +186,45 @@ def load_base(base: BaseModel, *, for_training: bool = False, dtype=None):
     return model, tok
 
 
+REPETITION_PENALTY, NO_REPEAT_NGRAM = 1.1, 4
+
+
+def decoding_rule(end_of_turn: list[int], suppressed: list[int], *, device=None):
+    """The reply decoding rule as `generate` logits processors, over prompt + reply: repetition penalty 1.1,
+    no repeated 4-grams, no token containing '@'.
+
+    Ending the turn is exempt from the first two: every prompt holds end-of-turn tokens (after the system
+    prompt and each earlier turn), so the penalty would push every reply away from ending, and in a thread
+    where an agent signed an earlier reply the same way ("... ^PD<|im_end|>") the n-gram block would forbid
+    ending this one after the same signature: the model then wrote on past it (measured on SmolLM2 +
+    LoRA: "... ^PD%||AK" instead of "... ^PD").
+    """
+    from transformers import (LogitsProcessorList, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+                              SuppressTokensLogitsProcessor)
+
+    rule = LogitsProcessorList([
+        KeepEndOfTurn(RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY), end_of_turn),
+        KeepEndOfTurn(NoRepeatNGramLogitsProcessor(NO_REPEAT_NGRAM), end_of_turn),
+    ])
+    if suppressed:
+        rule.append(SuppressTokensLogitsProcessor(suppressed, device=device or "cpu"))
+    return rule
+
+
+class KeepEndOfTurn:
+    """A logits processor that applies `inner` to every token but the end-of-turn ones."""
+
+    def __init__(self, inner, end_of_turn: list[int]):
+        self.inner = inner
+        self.end_of_turn = list(end_of_turn)
+
+    def __call__(self, input_ids, scores):
+        kept = scores[:, self.end_of_turn].clone()
+        scores = self.inner(input_ids, scores)
+        scores[:, self.end_of_turn] = kept
+        return scores
+
+
 class ReplyGenerator:
     """Turns a conversation (or one customer message) into the next agent reply, greedily.
 
@@ -208,11 +247,21 @@ class ReplyGenerator:
         """The chat messages the model sees (built by `replyloop.chat`, the one chat builder)."""
         return chat_messages(conversation, self.system_prompt)
 
+    def end_of_turn_ids(self) -> list[int]:
+        """The tokens that end the agent's turn (the tokenizer's and the generation config's EOS)."""
+        ids = {self.tok.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(configured if isinstance(configured, list) else [configured])
+        return sorted(i for i in ids if i is not None)
+
+    def decoding_rule(self):
+        """The logits processors of the decoding rule (see `decoding_rule`)."""
+        return decoding_rule(self.end_of_turn_ids(), self.suppressed, device=self.model.device)
+
     def generate_kwargs(self) -> dict:
-        """The decoding rule, for `generate`: greedy, repetition penalty 1.1 and no repeated 4-grams over
-        prompt + reply, no token containing '@'. The serving engines decode with these same arguments."""
-        return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "repetition_penalty": 1.1,
-                "no_repeat_ngram_size": 4, "suppress_tokens": self.suppressed or None,
+        """The decoding rule, for `generate`: greedy under `decoding_rule`. The serving engines decode with
+        these same arguments."""
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": False, "logits_processor": self.decoding_rule(),
                 "pad_token_id": self.tok.pad_token_id}
 
     def reply(self, conversations: list[str | list[dict]], batch_size: int = 8) -> list[str]:

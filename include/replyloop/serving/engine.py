@@ -31,9 +31,9 @@ from replyloop.chat import prompt_ids
 from replyloop.settings import Settings
 
 log = logging.getLogger(__name__)
-# The reference decoding rules (modeling.ReplyGenerator.reply), mirrored for the fast engine.
-REPETITION_PENALTY = 1.1
-NO_REPEAT_NGRAM = 4
+# The reference decoding rule's numbers (modeling.decoding_rule), for CTranslate2, whose decoding loop has
+# no hook for the rule's end-of-turn exemption (docs/api.md).
+from replyloop.modeling import NO_REPEAT_NGRAM, REPETITION_PENALTY  # noqa: E402
 
 
 class EngineError(RuntimeError):

@@ -1,0 +1,39 @@
+"""The reply decoding rule (modeling.decoding_rule), on hand-made ids: no model is loaded."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from replyloop.modeling import decoding_rule
+
+EOT, SIGN, CARET, DOT, OTHER = 2, 10, 11, 12, 13
+
+
+def _scores(vocab: int = 20) -> torch.Tensor:
+    return torch.linspace(1.0, 2.0, vocab)[None].clone()
+
+
+def test_a_reply_may_end_after_the_signature_an_earlier_agent_turn_ended_with():
+    """The 4-gram (. ^ PD <eot>) of an earlier agent turn must not forbid ending this reply the same way."""
+    earlier_turn = [5, DOT, CARET, SIGN, EOT, 7, 8, EOT]
+    this_reply = [6, DOT, CARET, SIGN]
+    ids = torch.tensor([earlier_turn + this_reply])
+    raw = _scores()
+    out = decoding_rule([EOT], [], device="cpu")(ids, raw.clone())
+    assert out[0, EOT] == raw[0, EOT]  # neither penalised (the prompt holds <eot>) nor blocked
+
+
+def test_other_tokens_still_obey_the_penalty_and_the_ngram_block():
+    ids = torch.tensor([[6, DOT, CARET, OTHER, 9, 6, DOT, CARET]])  # (6 . ^ OTHER) seen: OTHER is blocked next
+    raw = _scores()
+    out = decoding_rule([EOT], [], device="cpu")(ids, raw.clone())
+    assert out[0, OTHER] == -math.inf
+    assert math.isclose(float(out[0, 9]), float(raw[0, 9]) / 1.1, rel_tol=1e-6)  # seen once: penalised
+    assert out[0, 3] == raw[0, 3]  # never seen: unchanged
+
+
+def test_suppressed_tokens_are_never_chosen():
+    out = decoding_rule([EOT], [4], device="cpu")(torch.tensor([[1, 2, 3]]), _scores())
+    assert out[0, 4] == -math.inf
