@@ -62,8 +62,13 @@ def agreement(settings, version: str, n: int, engines: list[str]) -> dict:
         eng = load_engine(settings.model_copy(update={"serve_engine": engine, "serve_compute_type": ctype}), version)
         t = time.perf_counter()
         fast = [g.text for g in eng.generate(convs)]
-        out["engines"][f"{engine} {getattr(eng, 'dtype', None) or eng.compute_type}"] = (
-            sum(a == b for a, b in zip(ref, fast, strict=True)), time.perf_counter() - t)
+        name = f"{engine} {getattr(eng, 'dtype', None) or eng.compute_type}"
+        out["engines"][name] = (sum(a == b for a, b in zip(ref, fast, strict=True)), time.perf_counter() - t)
+        if getattr(eng, "speculative", None) is not None:  # a lone request takes the speculative path
+            t = time.perf_counter()
+            alone = [eng.generate([c])[0].text for c in convs]
+            out["engines"][f"{name}, one request at a time ({eng.draft_kind} draft)"] = (
+                sum(a == b for a, b in zip(ref, alone, strict=True)), time.perf_counter() - t)
         del eng
     return out
 

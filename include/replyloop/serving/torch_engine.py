@@ -99,6 +99,7 @@ class TorchEngine:
             self._draft_prefix = draft(torch.tensor([self.prefix], device=self.model.device),
                                        use_cache=True).past_key_values
         kwargs = self.gen.generate_kwargs()
+        self.draft_kind = kind
         self.speculative = SpeculativeDecoder(self.model, draft, decoding_rule(kwargs, self.model.device),
                                               eos_ids=self.eos_ids(), max_new_tokens=kwargs["max_new_tokens"], k=k)
 
