@@ -201,12 +201,11 @@ def _torch_engine(settings: Settings, generator):
 
 
 def _draft_kind(choice: str, engine) -> str | None:
-    """The draft model of lone requests: 'auto' is int8 for float32 weights on CPU (measured, docs/api.md)."""
+    """The draft model of lone requests; 'auto' is none: on this 2-core CPU a draft step costs about what a
+    float32 step costs (per-step overhead, not weight bytes, dominates), so drafting was slower (docs/api.md)."""
     if choice not in ("auto", "none", "int8", "bfloat16"):
         raise EngineError(f"REPLYLOOP_SERVE_DRAFT={choice!r} is not one of auto, none, int8, bfloat16")
-    if choice == "auto":
-        return "int8" if engine.device == "cpu" and engine.dtype == "float32" else None
-    return None if choice == "none" else choice
+    return None if choice in ("auto", "none") else choice
 
 
 def torch_engine(settings: Settings, version: str):
