@@ -160,7 +160,7 @@ def main() -> None:
               f"{floor:>14.1f} {r['same']:>5}/{len(convs)}")
     if naive:
         best = max(bw.values()) * 1e9
-        fp32 = next(iter(results.values()))["bytes"]
+        fp32 = next((v for k, v in results.items() if k.startswith("torch:")), naive)["bytes"]  # served weights
         print(f"\nfloor of one float32 decoding step: {fp32 / 1e6:.0f} MB / {best / 1e9:.1f} GB/s = "
               f"{fp32 / best * 1000:.1f} ms; 0.15x of the naive baseline is {0.15 * naive['ms_tok']:.1f} ms/token; "
               f"float32 weights allow at best {fp32 / best * 1000 / naive['ms_tok']:.2f}x of the naive per-token cost")
