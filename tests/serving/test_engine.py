@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from replyloop import registry, resources
 from replyloop.chat import prompt_ids
 from replyloop.serving.engine import CT2Engine, HFEngine, convert_version, load_engine, version_config
@@ -135,3 +137,26 @@ def test_batch_collection_follows_arrivals_up_to_the_cap():
     assert collect_deadline(10.0, 10.03, 0.004, 0.05) == approx(10.034)   # each arrival extends the wait
     assert collect_deadline(10.0, 10.049, 0.004, 0.05) == approx(10.05)   # never past the cap after the first
     assert collect_deadline(10.0, 10.0, 0.004, 0.0) == approx(10.004)     # a cap below the gap: the gap
+
+
+@pytest.mark.parametrize("draft", ["int8", "bfloat16"])
+def test_a_drafted_lone_request_decodes_the_target_models_tokens(served_registry, draft):
+    """Speculative decoding (a cheaper copy drafts, the float32 model keeps what it would have chosen) gives the
+    float32 engine's greedy replies under the same decoding rule."""
+    from replyloop.serving.torch_engine import TorchEngine
+
+    settings = served_registry["settings"]
+    engine = TorchEngine(registry.load_version(settings, served_registry["versions"][0]))
+    convs = golden_conversations(8)
+    plain = [engine.generate([c])[0] for c in convs]
+    engine.use_draft(draft, k=3)
+    drafted = [engine.generate([c])[0] for c in convs]
+    assert engine.speculative.stats.rounds > 0
+    same = sum(a == b for a, b in zip(plain, drafted, strict=True))
+    assert same >= 0.9 * len(convs), f"{same}/{len(convs)} identical"
+
+
+def test_draft_setting_is_checked(served_registry):
+    bad = served_registry["settings"].model_copy(update={"serve_draft": "int4"})
+    with pytest.raises(Exception, match="REPLYLOOP_SERVE_DRAFT='int4'"):
+        load_engine(bad, served_registry["versions"][0])

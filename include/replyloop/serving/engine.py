@@ -193,7 +193,19 @@ def _torch_engine(settings: Settings, generator):
     if settings.serve_threads:
         torch.set_num_threads(settings.serve_threads)
     dtype = getattr(torch, TORCH_DTYPES[ctype]) if TORCH_DTYPES[ctype] else None  # auto: as the pyfunc loads it
-    return TorchEngine(generator, dtype=dtype, max_prompt_tokens=settings.serve_max_prompt_tokens)
+    engine = TorchEngine(generator, dtype=dtype, max_prompt_tokens=settings.serve_max_prompt_tokens)
+    draft = _draft_kind(settings.serve_draft, engine)
+    if draft:
+        engine.use_draft(draft, k=settings.serve_draft_tokens)
+    return engine
+
+
+def _draft_kind(choice: str, engine) -> str | None:
+    """The draft model of lone requests; 'auto' is none: on this 2-core CPU a draft step costs about what a
+    float32 step costs (per-step overhead, not weight bytes, dominates), so drafting was slower (docs/api.md)."""
+    if choice not in ("auto", "none", "int8", "bfloat16"):
+        raise EngineError(f"REPLYLOOP_SERVE_DRAFT={choice!r} is not one of auto, none, int8, bfloat16")
+    return None if choice in ("auto", "none") else choice
 
 
 def torch_engine(settings: Settings, version: str):

@@ -77,6 +77,37 @@ class TorchEngine:
             ids = torch.tensor([self.prefix], device=self.model.device)
             self._prefix_cache = self.model(ids, use_cache=True).past_key_values
         self._lock = threading.Lock()  # one generate at a time per model (the batcher has one worker anyway)
+        self.speculative = None  # a lone request's decoder with a cheaper draft model (use_draft), or None
+
+    def use_draft(self, kind: str, k: int = 6) -> None:
+        """Decode lone requests speculatively: a `kind` ('bfloat16' or 'int8') copy of the model drafts up to
+        `k` tokens, the model keeps those it would have chosen (`speculative.SpeculativeDecoder`)."""
+        import copy
+
+        import torch
+
+        from replyloop.serving.speculative import SpeculativeDecoder, decoding_rule
+
+        draft = copy.deepcopy(self.model)
+        if kind == "bfloat16":
+            draft = draft.to(torch.bfloat16)
+        elif kind == "int8":
+            draft = torch.ao.quantization.quantize_dynamic(draft, {torch.nn.Linear}, dtype=torch.qint8)
+        else:
+            raise ValueError(f"draft kind {kind!r} is not one of bfloat16, int8")
+        with torch.inference_mode():
+            self._draft_prefix = draft(torch.tensor([self.prefix], device=self.model.device),
+                                       use_cache=True).past_key_values
+        kwargs = self.gen.generate_kwargs()
+        self.draft_kind = kind
+        self.speculative = SpeculativeDecoder(self.model, draft, decoding_rule(kwargs, self.model.device),
+                                              eos_ids=self.eos_ids(), max_new_tokens=kwargs["max_new_tokens"], k=k)
+
+    def eos_ids(self) -> set[int]:
+        """Tokens that end a reply: the tokenizer's and the generation config's end-of-sequence tokens."""
+        ids = self.model.generation_config.eos_token_id
+        ids = set(ids if isinstance(ids, list) else [] if ids is None else [ids])
+        return ids | {self.tok.eos_token_id}
 
     def _system_prefix(self) -> list[int]:
         """The tokens every prompt starts with (system prompt and the opening of the first turn), minus one."""
@@ -84,11 +115,11 @@ class TorchEngine:
         rows = [prompt_ids(self.tok, c, self.gen.system_prompt, self.max_prompt_tokens) for c in probes]
         return rows[0][: max(0, common_prefix(rows) - 1)]
 
-    def _cache_for(self, batch: int):
+    def _cache_for(self, batch: int, cache=None):
         from transformers import DynamicCache
 
         layers = [(layer.keys.repeat(batch, 1, 1, 1), layer.values.repeat(batch, 1, 1, 1))
-                  for layer in self._prefix_cache.layers]
+                  for layer in (cache or self._prefix_cache).layers]
         return DynamicCache(layers, config=self.model.config)
 
     def generate(self, conversations: list[list[dict]]) -> list:
@@ -100,7 +131,10 @@ class TorchEngine:
         plain = sorted(set(range(len(rows))) - set(cached))
         out: dict[int, list[int]] = {}
         with self._lock:
-            if cached:
+            if len(cached) == 1 and self.speculative is not None:
+                out[cached[0]] = self.speculative.decode(rows[cached[0]], p, self._cache_for(1),
+                                                         self._cache_for(1, self._draft_prefix))
+            elif cached:
                 out.update(zip(cached, self._decode([rows[i] for i in cached], with_prefix=True), strict=True))
             if plain:  # a prompt cut so hard that the system prompt's start is gone: no cached prefix
                 out.update(zip(plain, self._decode([rows[i] for i in plain], with_prefix=False), strict=True))
