@@ -3,7 +3,7 @@
 The draft (the same merged model in bf16, or int8 dynamically quantised) proposes up to `k` tokens one at a
 time; the served model (float32) then forwards them all at once and keeps the drafted tokens up to the first
 one it would not have chosen itself, plus its own next token. Every kept token is the served model's greedy
-choice under the reference decoding rule (`ReplyGenerator.generate_kwargs`: repetition penalty over prompt
+choice under the reference decoding rule (`modeling.decoding_rule`: repetition penalty over prompt
 + reply, no repeated n-grams, suppressed '@' tokens), applied to its logits at each position with the
 sequence up to that position, exactly as `generate` applies them; the draft only decides how many tokens one
 weight read of the served model yields. What can differ from the reference is floating-point rounding: the
@@ -18,21 +18,6 @@ wrong tokens), hence this loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-
-def decoding_rule(kwargs: dict, device):
-    """The logits processors `generate` builds for the reference rule (greedy: no warpers)."""
-    from transformers import (LogitsProcessorList, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor,
-                              SuppressTokensLogitsProcessor)
-
-    rule = LogitsProcessorList()
-    if kwargs.get("repetition_penalty") not in (None, 1.0):
-        rule.append(RepetitionPenaltyLogitsProcessor(kwargs["repetition_penalty"]))
-    if kwargs.get("no_repeat_ngram_size"):
-        rule.append(NoRepeatNGramLogitsProcessor(kwargs["no_repeat_ngram_size"]))
-    if kwargs.get("suppress_tokens"):
-        rule.append(SuppressTokensLogitsProcessor(kwargs["suppress_tokens"], device=device))
-    return rule
 
 
 @dataclass

@@ -86,7 +86,7 @@ class TorchEngine:
 
         import torch
 
-        from replyloop.serving.speculative import SpeculativeDecoder, decoding_rule
+        from replyloop.serving.speculative import SpeculativeDecoder
 
         draft = copy.deepcopy(self.model)
         if kind == "bfloat16":
@@ -100,14 +100,12 @@ class TorchEngine:
                                        use_cache=True).past_key_values
         kwargs = self.gen.generate_kwargs()
         self.draft_kind = kind
-        self.speculative = SpeculativeDecoder(self.model, draft, decoding_rule(kwargs, self.model.device),
+        self.speculative = SpeculativeDecoder(self.model, draft, kwargs["logits_processor"],
                                               eos_ids=self.eos_ids(), max_new_tokens=kwargs["max_new_tokens"], k=k)
 
     def eos_ids(self) -> set[int]:
         """Tokens that end a reply: the tokenizer's and the generation config's end-of-sequence tokens."""
-        ids = self.model.generation_config.eos_token_id
-        ids = set(ids if isinstance(ids, list) else [] if ids is None else [ids])
-        return ids | {self.tok.eos_token_id}
+        return set(self.gen.end_of_turn_ids())
 
     def _system_prefix(self) -> list[int]:
         """The tokens every prompt starts with (system prompt and the opening of the first turn), minus one."""
