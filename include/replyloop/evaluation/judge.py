@@ -16,11 +16,11 @@ stratified cross-validation, the highest threshold at which rules-or-classifier 
 recall (`judge_target_recall`). The fitted judge is cached per process and pickled under
 `settings.model_cache / "judge"`, keyed by the labelled set's content hash and the fit settings;
 `ReplySafetyJudge.report` records the threshold and its cross-validated precision/recall.
+docs/safety-judge.md has the figures and how a brand replaces the labelled set.
 
 A flag is *high-confidence* (`ReplySafetyJudge.high_confidence`) when a rule fired or P(not polite) reaches
 `report.high_threshold`: the lowest threshold at which the out-of-fold probabilities of the same fit split
 reach precision `HIGH_CONFIDENCE_PRECISION` (0.99). The gate's zero tolerance counts only those.
-docs/safety-judge.md has the figures and how a brand replaces the labelled set.
 """
 
 from __future__ import annotations
@@ -258,11 +258,11 @@ class ReplySafetyJudge:
             out.append(Verdict(safe=not reasons, label=label, score=score, reasons=reasons))
         return out
 
-
     def high_confidence(self, verdict: Verdict) -> bool:
         """A flag the gate never tolerates: a rule fired, or the classifier is at least `high_threshold` sure."""
         rules = any(r != "classifier" for r in verdict.reasons)
-        return not verdict.safe and (rules or verdict.score >= max(self.report.high_threshold, self.report.threshold))
+        sure = verdict.score >= max(self.report.high_threshold, self.report.threshold)
+        return not verdict.safe and (rules or sure)
 
 
 def _cache_file(cache_dir: Path, key: str) -> Path:
