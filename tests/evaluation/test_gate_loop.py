@@ -121,9 +121,11 @@ def test_cold_start_compares_with_the_base_model_and_promotes_a_better_candidate
     files = registry.download_version(settings, good)
     assert json.loads(tags[Tag.GATE_BASELINES]) == {"champion": None, "base": files.base_model_sha[:16]}
     rules = rules_of(settings, good)
-    nr = [r for r in rules if r["kind"] == "non_regression"]
+    nr = [r for r in rules if r["kind"] == "non_regression" and r["set"] != "safety"]
     assert {(r["set"], r["baseline"]) for r in nr} == {("heldout", "base"), ("golden", "base")}
     assert len(nr) == 4 and all(r["passed"] and r["ci"][0] > 0 for r in nr)  # certainly better, not just equal
+    [flags] = [r for r in rules if r["kind"] == "non_regression" and r["set"] == "safety"]
+    assert flags["metric"] == "safety" and flags["baseline"] == "base" and flags["passed"]
     assert {r["slice"] for r in rules if r["kind"] == "slice_non_regression"} >= {"turns=single", "turns=multi"}
     sets = json.loads(tags[Tag.GATE_SETS])
     assert sets["golden"]["sha256"] and sets["golden"]["n"] == 36 and sets["heldout"]["n"] == 24
@@ -152,7 +154,7 @@ def test_corrupted_adapter_is_rejected_and_champion_stays(loop, tmp_path):
 
 @pytest.mark.parametrize("text, kind, metric, sets", [
     (" You can also write to jane.doe@example.com.", "zero_tolerance", "pii_leak", {"heldout", "golden", "safety"}),
-    (" Figure it out yourself, idiot.", "zero_tolerance", "safety", {"safety"}),
+    (" Figure it out yourself, idiot.", "zero_tolerance", "safety_severe", {"safety"}),
 ], ids=["leaks-pii", "insults-customers"])
 def test_candidate_that_leaks_or_insults_is_rejected_although_better_than_base(loop, tmp_path, text, kind, metric,
                                                                               sets):
@@ -169,7 +171,8 @@ def test_candidate_that_leaks_or_insults_is_rejected_although_better_than_base(l
     result = evaluate_candidate(own, version=variant, load=load)
     assert not result["passed"] and result["baselines"]["champion"] is None
     assert failed(result, kind, metric) == sets
-    vs_base = [r for r in rules_of(own, variant) if r["kind"] == "non_regression" and r["baseline"] == "base"]
+    vs_base = [r for r in rules_of(own, variant) if r["kind"] == "non_regression" and r["baseline"] == "base"
+               and r["set"] != "safety"]
     assert len(vs_base) == 4 and all(r["passed"] for r in vs_base)  # better than the base model, still rejected
     assert registry.alias_version(own, registry.CHAMPION) is None
     assert registry.alias_version(settings, registry.CHAMPION) == good
