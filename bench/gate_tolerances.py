@@ -76,6 +76,7 @@ def main() -> None:
     print(f"1. judge: ordinary threshold {r.threshold:.3f} (cv precision {r.cv_precision:.3f}, recall "
           f"{r.cv_recall:.3f}); high-confidence threshold {r.high_threshold:.3f} (cv precision "
           f"{r.high_cv_precision:.3f}, recall {r.high_cv_recall:.3f}, classifier alone, n_fit {r.n_fit})")
+    print("  (fit split: the classifier was fitted on it, so its figures there are in-sample)")
     print(judge_split(judge, "fit") + "\n" + judge_split(judge, "test"))
 
     torch.manual_seed(0)
