@@ -6,7 +6,8 @@ End to end through the package functions (land -> ingest -> train -> evaluate_ca
   conversations (an export that joined replies to the wrong threads). The curated snapshot, held-out split
   included, carries the poison; the candidate trained on it with the champion's recipe is rejected on the
   golden set and `champion` stays;
-- night 2, clean (another lake, same registry): the same day without poison, trained with more steps: promoted.
+- night 2, clean (another lake, same registry): the same day without poison, trained up to 250 steps and
+  keeping the best of its checkpoints (held-out loss every 25 steps): promoted.
 
 The base model is the tiny BPE learner after a short full fine-tune on clean demo-brand conversations
 (another generator seed): a random two-layer model with a LoRA learns the brand's voice but not which reply
@@ -25,8 +26,11 @@ model's fragments are not what the judge is for; that rule is tested in test_gat
 Setup, changed from the first version of this test: the candidates keep the checkpoint with the best
 held-out loss over 24 held-out examples (was 4). With 4, the night-1 champion kept its step-0 adapter
 (equal to the base model) because one noisy evaluation said so; with 24, it keeps the trained adapter,
-so night 2 compares against a champion that is better than the base model. `pytest -s` prints every
-whole-set comparison on perplexity and reply fit and every failed rule.
+so night 2 compares against a champion that is better than the base model. The better night keeps its
+best checkpoint (evaluated every 25 steps): trained 250 steps and evaluated only at the end, it was
+worse than the champion on held-out perplexity (-0.124 nats/token, CI [-0.178, -0.063]: overfitted), and
+the gate rightly refused it. `pytest -s` prints every whole-set comparison on perplexity and reply fit and
+every failed rule.
 """
 
 from __future__ import annotations
@@ -176,7 +180,7 @@ def nights(tmp_path_factory, tiny_learner_dir):
     out = {"champion": champion, "clean": clean.model_copy(update=gate),
            "poisoned": poisoned.model_copy(update=gate),
            "poisoned_version": train(load_train_config(max_steps=100, **RECIPE), poisoned)["version"],
-           "better_version": train(load_train_config(max_steps=250, **RECIPE), clean)["version"],
+           "better_version": train(load_train_config(max_steps=250, **{**RECIPE, "eval_every": 25}), clean)["version"],
            "poison_share": _changed_share(agent_texts(clean), agent_texts(poisoned))}
     yield out
     mp.undo()
