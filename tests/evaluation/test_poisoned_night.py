@@ -7,7 +7,8 @@ End to end through the package functions (land -> ingest -> train -> evaluate_ca
   included, carries the poison; the candidate trained on it with the champion's recipe is rejected on the
   golden set and `champion` stays;
 - night 2, clean (another lake, same registry): the same day without poison, trained up to 250 steps and
-  keeping the best of its checkpoints (held-out loss every 25 steps): promoted.
+  keeping the best of its checkpoints (held-out loss every 25 steps): should be promoted. OPEN: it is
+  worse than the champion on held-out perplexity and refused (figures above that test, which is skipped).
 
 The base model is the tiny BPE learner after a short full fine-tune on clean demo-brand conversations
 (another generator seed): a random two-layer model with a LoRA learns the brand's voice but not which reply
@@ -26,10 +27,11 @@ model's fragments are not what the judge is for; that rule is tested in test_gat
 Setup, changed from the first version of this test: the candidates keep the checkpoint with the best
 held-out loss over 24 held-out examples (was 4). With 4, the night-1 champion kept its step-0 adapter
 (equal to the base model) because one noisy evaluation said so; with 24, it keeps the trained adapter,
-so night 2 compares against a champion that is better than the base model. The better night keeps its
-best checkpoint (evaluated every 25 steps): trained 250 steps and evaluated only at the end, it was
-worse than the champion on held-out perplexity (-0.124 nats/token, CI [-0.178, -0.063]: overfitted), and
-the gate rightly refused it. `pytest -s` prints every whole-set comparison on perplexity and reply fit and
+so night 2 compares against a champion that is better than the base model (held-out perplexity +0.225
+nats/token, CI [+0.172, +0.280]). Margins of the refusal (pytest -s): reply fit of the poisoned candidate
+vs champion -0.83 nats/reply, CI [-1.56, -0.19]; vs base -0.93, CI [-1.51, -0.31] (tolerance 1.5): the
+lower bounds are only 0.06 and 0.01 beyond it, so the refusal is deterministic (fixed seeds) but thin;
+on this data the deficit is about half the one measured on other data. `pytest -s` prints every whole-set comparison on perplexity and reply fit and
 every failed rule.
 """
 
