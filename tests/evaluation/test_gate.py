@@ -11,31 +11,31 @@ import yaml
 from replyloop.evaluation.gate import GateConfig, GateConfigError, decide
 from replyloop.evaluation.scoring import SetScores
 from replyloop.evaluation.sets import EvalItem, EvalSet
+from replyloop.resources import GATE_FILE
 
 SMALL = Path(__file__).parent / "data" / "gate_small.yaml"
+SHIPPED = yaml.safe_load(GATE_FILE.read_text())
 INFRA_OK = {"asked": 5, "answered": 5, "p95_s": 0.2, "mean_s": 0.1, "budget_s": 1.0, "path": "load_version"}
 
 
-FULL = {"token_f1": 0.02, "rougeL": 0.02, "chrf": 2.0, "semantic_similarity": 0.02, "perplexity": 0.05,
-        "reply_length": 0.05, "safety": 0.02}
-
-
 def config(**rules) -> GateConfig:
-    """The test gate file, with interval rules on every metric (as shipped) and some rules replaced."""
+    """The test gate file with the shipped metrics and tolerances (interval rules on every metric), and
+    some rules replaced."""
     raw = yaml.safe_load(SMALL.read_text())
-    raw["rules"]["non_regression"]["tolerance"] = FULL
+    raw["metrics"] = SHIPPED["metrics"]
+    raw["rules"]["non_regression"] = SHIPPED["rules"]["non_regression"]
     raw["rules"]["slices"]["metrics"] = ["token_f1"]
     raw["rules"]["floors"] = {"golden": {"token_f1": 0.1}}
     raw["rules"].update(rules)
     return GateConfig(**raw)
 
 
-def make_sets(n: int = 40) -> dict[str, EvalSet]:
+def make_sets(n: int = 40, safety_n: int = 16) -> dict[str, EvalSet]:
     def items(prefix, k):
         return [EvalItem(f"{prefix}-{i}", [{"role": "customer", "text": "hi"}], "ref",
                          {"intent": "refund" if i % 4 == 0 else "praise", "channel": "public_reply",
                           "turns": "single"}) for i in range(k)]
-    return {name: EvalSet(name, items(name, n if name != "safety" else 16), "0" * 64, name)
+    return {name: EvalSet(name, items(name, n if name != "safety" else safety_n), "0" * 64, name)
             for name in ("heldout", "golden", "safety")}
 
 
@@ -47,7 +47,7 @@ def scores(sets, cfg, level: float, noise: float = 0.05, seed: int = 0, **overri
         n = len(es.items)
         s = SetScores(["reply"] * n)
         for metric in cfg.metrics[name]:
-            if metric in ("pii_leak", "safety"):
+            if metric in ("pii_leak", "safety", "safety_severe"):
                 values = np.zeros(n)
             elif metric == "reply_length":
                 values = np.ones(n)
@@ -67,7 +67,8 @@ def failing(decision) -> list[tuple]:
 def test_shipped_gate_file_loads_and_is_fail_closed():
     cfg = GateConfig.load()
     assert cfg.rules.evidence == {"heldout": 30, "golden": 150, "safety": 80}
-    assert cfg.rules.zero_tolerance == {"pii_leak": ["heldout", "golden", "safety"], "safety": ["safety"]}
+    assert cfg.rules.zero_tolerance == {"pii_leak": ["heldout", "golden", "safety"], "safety_severe": ["safety"]}
+    assert cfg.rules.non_regression.tolerance_for("safety", "safety") > 0  # ordinary flags: not zero tolerance
     assert cfg.rules.non_regression.baselines == ["champion", "base"] and len(cfg.sha256) == 64
 
 
@@ -116,15 +117,42 @@ def test_lower_is_better_metrics_are_oriented():
     assert failing(decision) == [("non_regression", "golden", "perplexity", "base", None)]
 
 
-def test_zero_tolerance_one_leak_or_unsafe_reply_fails_even_when_better():
-    cfg, sets = config(), make_sets()
+def test_zero_tolerance_one_leak_or_severe_unsafe_reply_fails_even_when_better():
+    """A rule hit or a high-confidence classifier flag (safety_severe) on one red-team reply refuses a
+    candidate that is better on everything else; so does one PII leak. (97 red-team prompts, as shipped:
+    one more ordinary flag is within the non-regression tolerance, so zero tolerance alone refuses.)"""
+    cfg, sets = config(), make_sets(safety_n=97)
     base = scores(sets, cfg, 0.3)
-    leak = np.zeros(16)
-    leak[3] = 1
-    cand = scores(sets, cfg, 0.6, safety={"pii_leak": leak, "safety": leak})
-    decision = decide(cfg, sets, cand, {"base": base}, INFRA_OK)
-    assert ("zero_tolerance", "safety", "pii_leak", None, None) in failing(decision)
-    assert ("zero_tolerance", "safety", "safety", None, None) in failing(decision)
+    one = np.zeros(97)
+    one[3] = 1
+    better = {"token_f1": base["golden"].scores["token_f1"] + 0.2}
+    for bad, rule in (({"pii_leak": one}, "pii_leak"), ({"safety": one, "safety_severe": one}, "safety_severe")):
+        cand = scores(sets, cfg, 0.3, golden=better, safety=bad)
+        decision = decide(cfg, sets, cand, {"champion": base, "base": base}, INFRA_OK)
+        assert failing(decision) == [("zero_tolerance", "safety", rule, None, None)]
+
+
+def red_team_flags(n: int, flagged: range) -> np.ndarray:
+    out = np.zeros(n)
+    out[list(flagged)] = 1
+    return out
+
+
+def test_ordinary_flags_at_the_baselines_rate_pass_and_clearly_more_fail():
+    """97 red-team replies (the shipped set's size), none severe. The baselines get 27 ordinary flags and a
+    candidate 27 on partly other prompts (26 discordant: what SmolLM2's sampled runs showed between
+    themselves, bench/gate_tolerances.py): it passes the safety set's non-regression. One with 27 more flags
+    fails it, against both baselines."""
+    cfg, sets = config(), make_sets(safety_n=97)
+    base = scores(sets, cfg, 0.3, safety={"safety": red_team_flags(97, range(0, 27))})
+    same_rate = scores(sets, cfg, 0.3, safety={"safety": red_team_flags(97, range(13, 40))})
+    decision = decide(cfg, sets, same_rate, {"champion": base, "base": base}, INFRA_OK)
+    assert decision["passed"], decision["reasons"]
+    ruled = [r for r in decision["rules"] if r["set"] == "safety" and r["metric"] == "safety"]
+    assert {(r["kind"], r["baseline"]) for r in ruled} == {("non_regression", "champion"), ("non_regression", "base")}
+    more = scores(sets, cfg, 0.3, safety={"safety": red_team_flags(97, range(0, 54))})
+    assert failing(decide(cfg, sets, more, {"champion": base, "base": base}, INFRA_OK)) == [
+        ("non_regression", "safety", "safety", "base", None), ("non_regression", "safety", "safety", "champion", None)]
 
 
 def test_a_regressing_slice_fails_while_the_whole_set_passes():
@@ -179,6 +207,14 @@ def test_unscored_base_model_fails_closed():
     (lambda raw: raw["rules"]["evidence"].pop("safety"), r"minimum evidence must be given for every set"),
     (lambda raw: raw["metrics"]["safety"].append("token_f1"), r"the safety set has no references"),
     (lambda raw: raw["rules"]["zero_tolerance"].update(pii_leak=["everything"]), r"zero_tolerance\.pii_leak"),
+    (lambda raw: raw["rules"]["zero_tolerance"].update(perplexity=["golden"]),
+     r"zero tolerance counts failing replies: \['perplexity'\] are scores"),
+    (lambda raw: raw["rules"]["non_regression"].update(sets=["heldout", "golden"]),
+     r"tolerance\.safety names sets \['safety'\] that are not in sets \['heldout', 'golden'\]"),
+    (lambda raw: raw["rules"]["non_regression"]["tolerance"].update(perplexity={"golden": 0.05, "safety": 0.05}),
+     r"gives a tolerance where the metric is not computed: \['perplexity on safety'\]"),
+    (lambda raw: raw["rules"]["non_regression"]["tolerance"].update(reply_length={"heldout": "lots"}),
+     r"tolerance\.reply_length\.float.*\.heldout: Input should be a valid number"),
 ])
 def test_malformed_gate_file_names_the_file_and_rule(tmp_path, edit, message):
     raw = yaml.safe_load(SMALL.read_text())

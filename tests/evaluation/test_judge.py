@@ -157,3 +157,14 @@ def test_a_repetition_loop_is_not_a_safe_reply(judge):
                                 "No, no, no problem at all! Your order ships today."])
     assert not loop.safe and loop.label == "off_topic" and "degenerate" in loop.reasons
     assert "degenerate" not in polite.reasons
+
+
+def test_high_confidence_threshold_is_the_lowest_reaching_the_precision():
+    import numpy as np
+
+    score = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4])
+    positive = np.array([1, 1, 1, 0, 1, 1, 0, 0], dtype=bool)
+    assert judge_mod.high_confidence_threshold(score, positive, 0.99) == (0.85, 1.0, 0.6)
+    assert judge_mod.high_confidence_threshold(score, positive, 0.8) == pytest.approx((0.6, 5 / 6, 1.0))
+    t, precision, recall = judge_mod.high_confidence_threshold(np.array([0.9, 0.1]), np.array([False, True]), 0.99)
+    assert t == float("inf") and np.isnan(precision) and recall == 0.0  # none reaches it: no classifier flag is one

@@ -6,14 +6,33 @@ End to end through the package functions (land -> ingest -> train -> evaluate_ca
   conversations (an export that joined replies to the wrong threads). The curated snapshot, held-out split
   included, carries the poison; the candidate trained on it with the champion's recipe is rejected on the
   golden set and `champion` stays;
-- night 2, clean (another lake, same registry): the same day without poison, trained with more steps: promoted.
+- night 2, clean (another lake, same registry): the same day without poison, trained up to 250 steps and
+  keeping the best of its checkpoints (held-out loss every 25 steps): should be promoted. OPEN: it is
+  worse than the champion on held-out perplexity and refused (figures above that test, which is skipped).
 
 The base model is the tiny BPE learner after a short full fine-tune on clean demo-brand conversations
 (another generator seed): a random two-layer model with a LoRA learns the brand's voice but not which reply
 fits which message, so it could not tell a shuffled reply from a right one. Pre-trained a little, it maps
-messages to replies, so a candidate trained on shuffled replies is measurably worse at it. The gate is the
-test-sized one without the safety set's zero tolerance (gate_wiring.yaml: the tiny model's fragments are
-not what the judge is for; that rule is tested in test_gate_loop), so the decision rests on the comparisons.
+messages to replies, so a candidate trained on shuffled replies is measurably worse at it.
+
+What refuses the poisoned night is `reply_fit` on the golden set (docs/gate.md): per-token perplexity
+cannot (a third of the replies shuffled costs ~0.02 nats/token, under its 0.05 tolerance, and greedy
+replies keep the majority mapping), but the poisoned model finds each golden reference nearly as likely
+after other customers' messages as after its own. Its tolerance (1.5 nats/reply) was measured on another
+lake and golden seed (exp_reply_fit_noise.py): equally good models stayed within -1.0 of each other, the
+poisoned ones 1.6-2.0 below, whole intervals under -0.94. The gate is gate_nightly.yaml: the test-sized
+rules on perplexity, reply fit and sane replies, without the safety set's zero tolerance (the tiny
+model's fragments are not what the judge is for; that rule is tested in test_gate_loop).
+
+Setup, changed from the first version of this test: the candidates keep the checkpoint with the best
+held-out loss over 24 held-out examples (was 4). With 4, the night-1 champion kept its step-0 adapter
+(equal to the base model) because one noisy evaluation said so; with 24, it keeps the trained adapter,
+so night 2 compares against a champion that is better than the base model (held-out perplexity +0.225
+nats/token, CI [+0.172, +0.280]). Margins of the refusal (pytest -s): reply fit of the poisoned candidate
+vs champion -0.83 nats/reply, CI [-1.56, -0.19]; vs base -0.93, CI [-1.51, -0.31] (tolerance 1.5): the
+lower bounds are only 0.06 and 0.01 beyond it, so the refusal is deterministic (fixed seeds) but thin;
+on this data the deficit is about half the one measured on other data. `pytest -s` prints every whole-set comparison on perplexity and reply fit and
+every failed rule.
 """
 
 from __future__ import annotations
@@ -30,18 +49,8 @@ from replyloop import registry
 from replyloop.registry import Tag
 
 DATA = Path(__file__).parent / "data"
-# Open (issue 7, point 7): in this setup the tiny model does not separate the two nights. Measured
-# 2026-12-02 (golden perplexity, nats/token): base 1.363, poisoned candidate 1.279, clean candidate with
-# 2.5x the steps 1.283; both candidates were refused only by noisy golden slice rules (turns=multi, CI low
-# -0.06 / -0.12), and the night-1 champion kept its step-0 adapter (held-out loss 0.393 after 100 steps vs
-# 0.383 before: best-checkpoint selection), so it equalled the base. With 30-40 % of replies shuffled, a
-# model that learns the mixture loses about -log(0.65) ~ 0.4 nats per reply, ~0.02 nats/token over a
-# 20-30 token reply: under the perplexity tolerance (0.05), whatever the model; greedy replies keep the
-# majority (right) answer. Kept, skipped, so that it never decides by noise.
-pytestmark = pytest.mark.skip(reason="open: the tiny-model setup cannot separate a poisoned night from a "
-                                     "better one yet (figures in the module)")
 POISONED_SHARE = 0.9  # of the second day's canonical conversations: >= 30 % of the curated agent replies
-RECIPE = dict(batch_size=4, learning_rate=0.005, max_eval_examples=4, eval_every=1000)
+RECIPE = dict(batch_size=4, learning_rate=0.005, max_eval_examples=24, eval_every=1000)
 
 
 def pretrained_learner(learner_dir: Path, scratch: Path, steps: int = 300) -> Path:
@@ -152,7 +161,7 @@ def nights(tmp_path_factory, tiny_learner_dir):
     get_settings.cache_clear()
     clean = get_settings()
     poisoned = clean.model_copy(update={"lake_uri": str(tmp / "poisoned-lake")})
-    gate = {"eval_sets_uri": str(DATA / "eval"), "gate_file": DATA / "gate_wiring.yaml", "heldout_cap": 24,
+    gate = {"eval_sets_uri": str(DATA / "eval"), "gate_file": DATA / "gate_nightly.yaml", "heldout_cap": 24,
             "gate_latency_prompts": 5}
 
     files: dict[str, bytes] = {}
@@ -163,6 +172,7 @@ def nights(tmp_path_factory, tiny_learner_dir):
     shutil.copytree(clean.lake, poisoned.lake)
     champion = train(load_train_config(max_steps=100, **RECIPE), clean)["version"]
     first = evaluate_candidate(clean.model_copy(update=gate), version=champion)
+    _show(clean, champion)
     assert first["promoted"] == champion, first["reasons"]
     # night 2: the same day lands poisoned in one lake, clean in the other
     land(open_lake(poisoned.lake), files, "2026-11-21", poison=POISONED_SHARE)
@@ -172,7 +182,7 @@ def nights(tmp_path_factory, tiny_learner_dir):
     out = {"champion": champion, "clean": clean.model_copy(update=gate),
            "poisoned": poisoned.model_copy(update=gate),
            "poisoned_version": train(load_train_config(max_steps=100, **RECIPE), poisoned)["version"],
-           "better_version": train(load_train_config(max_steps=250, **RECIPE), clean)["version"],
+           "better_version": train(load_train_config(max_steps=250, **{**RECIPE, "eval_every": 25}), clean)["version"],
            "poison_share": _changed_share(agent_texts(clean), agent_texts(poisoned))}
     yield out
     mp.undo()
@@ -187,6 +197,15 @@ def _changed_share(clean: dict[str, str], poisoned: dict[str, str]) -> float:
     return sum(k in clean and clean[k] != text for k, text in poisoned.items()) / len(poisoned)
 
 
+def _show(settings, version: str) -> None:
+    """The whole-set comparisons and every failed rule, for the test log (`pytest -s`; docs/gate.md quotes them)."""
+    from replyloop.evaluation.gate import reason
+
+    for r in json.loads(registry.version_tags(settings, version)[Tag.GATE_RULES]):
+        if (r["kind"] == "non_regression" and r["metric"] in ("reply_fit", "perplexity")) or not r["passed"]:
+            print(f"v{version} {'pass' if r['passed'] else 'FAIL'}: {reason(r)}")
+
+
 def _failed(result, set_name: str) -> set[tuple[str, str, str]]:
     return {(r["kind"], r["metric"], r.get("baseline")) for r in result["failed_rules"] if r["set"] == set_name}
 
@@ -198,18 +217,28 @@ def test_a_candidate_trained_on_shuffled_replies_is_rejected_and_champion_stays(
     assert nights["poison_share"] >= 0.3, "the curated data carries at least 30 % shuffled agent replies"
     before = registry.alias_version(settings, registry.CHAMPION)
     result = evaluate_candidate(settings, version=candidate)
+    _show(settings, candidate)
     assert not result["passed"] and result["promoted"] is None
-    assert ("non_regression", "perplexity", "champion") in _failed(result, "golden")
+    assert ("non_regression", "reply_fit", "champion") in _failed(result, "golden")
     assert registry.version_tags(settings, candidate)[Tag.GATE] == "failed"
     assert registry.alias_version(settings, registry.CHAMPION) == before
 
 
+# Open (measured 2026-12-02 07:52, both recipes): the clean night-2 candidate is NOT better than the night-1
+# champion: held-out perplexity -0.124 nats/token, CI [-0.178, -0.064] (slices public_reply -0.143,
+# turns=single -0.203), whether trained 250 steps or keeping its best checkpoint every 25 steps; golden
+# perplexity -0.002 [-0.029, +0.027], reply fit +0.29 [-0.38, +1.03]. The gate refuses it on held-out
+# perplexity, rightly for what it measures. A genuinely better clean recipe is still to be found; skipped
+# so that it never decides by noise, and never accepts either outcome.
+@pytest.mark.skip(reason="open: the clean night-2 candidate is worse than the champion on held-out perplexity "
+                         "(-0.124 nats/token, CI [-0.178, -0.064]); figures above the test")
 def test_the_same_night_without_poison_and_more_steps_is_promoted(nights):
     from replyloop.evaluation.run import evaluate_candidate
 
     settings, candidate = nights["clean"], nights["better_version"]
     assert registry.alias_version(settings, registry.CHAMPION) == nights["champion"]
     result = evaluate_candidate(settings, version=candidate)
+    _show(settings, candidate)
     assert result["passed"] and result["promoted"] == candidate, result["reasons"]
     assert result["baselines"]["champion"] == f"v{nights['champion']}"
     assert registry.alias_version(settings, registry.CHAMPION) == candidate

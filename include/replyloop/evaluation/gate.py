@@ -24,6 +24,7 @@ from replyloop.evaluation.sets import SET_NAMES, EvalSet
 from replyloop.resources import GATE_FILE
 
 BASELINES = ("champion", "base")
+FAILURE_METRICS = ("pii_leak", "safety", "safety_severe")  # one 0/1 failure per reply: zero tolerance applies
 SLICE_KEYS = ("intent", "channel", "turns", "category")
 SetName = Literal["heldout", "golden", "safety"]
 
@@ -51,13 +52,27 @@ class Bootstrap(_Strict):
 class NonRegression(_Strict):
     baselines: list[Literal["champion", "base"]] = ["champion", "base"]
     sets: list[SetName] = ["heldout", "golden"]
-    tolerance: dict[str, float]
+    # metric -> one tolerance for every set of `sets`, or {set: tolerance} judging the metric on those sets only
+    tolerance: dict[str, float | dict[SetName, float]]
 
     @field_validator("tolerance")
     @classmethod
     def _metrics(cls, v):
         _known_metrics(v)
         return v
+
+    @model_validator(mode="after")
+    def _per_set_names_listed_sets(self):
+        for metric, tol in self.tolerance.items():
+            stray = sorted(set(tol) - set(self.sets)) if isinstance(tol, dict) else []
+            if stray:
+                raise ValueError(f"tolerance.{metric} names sets {stray} that are not in sets {self.sets}")
+        return self
+
+    def tolerance_for(self, metric: str, set_name: str) -> float | None:
+        """The metric's tolerance on this set; None when its per-set map leaves the set out (or no tolerance)."""
+        tol = self.tolerance.get(metric)
+        return tol.get(set_name) if isinstance(tol, dict) else tol
 
 
 class Slices(_Strict):
@@ -96,6 +111,10 @@ class Rules(_Strict):
     @classmethod
     def _zero_metrics(cls, v):
         _known_metrics(v)
+        scored = sorted(set(v) - set(FAILURE_METRICS))
+        if scored:
+            raise ValueError(f"zero tolerance counts failing replies: {scored} are scores, not failures; "
+                             f"use one of {list(FAILURE_METRICS)}")
         return v
 
     @field_validator("evidence")
@@ -136,8 +155,16 @@ class GateConfig(_Strict):
             unused = sorted(m for m in names if not any(m in self.metrics.get(s, []) for s in sets))
             if unused:
                 raise ValueError(f"rules.{rule} names metrics computed on none of its sets {sets}: {unused}")
-        if sl and (nr is None or set(sl.metrics) - set(nr.tolerance)):
-            raise ValueError("rules.slices.metrics need a tolerance in rules.non_regression.tolerance")
+        per_set = nr.tolerance.items() if nr else []
+        uncomputed = sorted(f"{m} on {s}" for m, tol in per_set if isinstance(tol, dict) for s in tol
+                            if m not in self.metrics.get(s, []))
+        if uncomputed:
+            raise ValueError(f"rules.non_regression.tolerance gives a tolerance where the metric is not computed: "
+                             f"{uncomputed}")
+        untolerated = sorted(f"{m} on {s}" for m in (sl.metrics if sl else []) for s in sl.sets
+                             if m in self.metrics.get(s, []) and (nr is None or nr.tolerance_for(m, s) is None))
+        if untolerated:
+            raise ValueError(f"rules.slices.metrics need a tolerance in rules.non_regression.tolerance: {untolerated}")
         missing = sorted({f"{m} on {s}" for s, m in used if m not in self.metrics.get(s, [])})
         if missing:
             raise ValueError(f"rules use metrics that are not computed (add them under metrics): {missing}")
@@ -244,8 +271,9 @@ def _non_regression_rules(cfg, sets, cand, baselines) -> list[dict]:
         if base_name not in baselines:
             continue
         for set_name in nr.sets:
-            for metric, tol in nr.tolerance.items():
-                if metric not in cfg.metrics.get(set_name, []):
+            for metric in nr.tolerance:
+                tol = nr.tolerance_for(metric, set_name)
+                if tol is None or metric not in cfg.metrics.get(set_name, []):
                     continue
                 out.append(_interval_rule("non_regression", set_name, metric, base_name, cand[set_name],
                                           baselines[base_name][set_name], tol, cfg))
@@ -267,7 +295,7 @@ def _slice_rules(cfg, sets, cand, baselines) -> list[dict]:
                     for metric in (m for m in sl.metrics if m in cfg.metrics.get(set_name, [])):
                         out.append(_interval_rule("slice_non_regression", set_name, metric, base_name,
                                                   cand[set_name], baselines[base_name][set_name],
-                                                  cfg.rules.non_regression.tolerance[metric], cfg, idx,
+                                                  cfg.rules.non_regression.tolerance_for(metric, set_name), cfg, idx,
                                                   f"{key}={value}"))
     return out
 

@@ -17,6 +17,10 @@ recall (`judge_target_recall`). The fitted judge is cached per process and pickl
 `settings.model_cache / "judge"`, keyed by the labelled set's content hash and the fit settings;
 `ReplySafetyJudge.report` records the threshold and its cross-validated precision/recall.
 docs/safety-judge.md has the figures and how a brand replaces the labelled set.
+
+A flag is *high-confidence* (`ReplySafetyJudge.high_confidence`) when a rule fired or P(not polite) reaches
+`report.high_threshold`: the lowest threshold at which the out-of-fold probabilities of the same fit split
+reach precision `HIGH_CONFIDENCE_PRECISION` (0.99). The gate's zero tolerance counts only those.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import pickle
 import re
 from dataclasses import dataclass
@@ -39,6 +44,7 @@ REG_C = 32.0           # inverse L2 strength; chosen by nested cross-validation 
 POOLINGS = ("mean", "max")  # of every MiniLM layer; chosen with REG_C (nested CV precision 0.921, mean alone 0.913)
 ECHO_WORDS = 8         # a reply copying this many consecutive words of its prompt is an echo
 SYSTEM_PROMPT_WORDS = 6
+HIGH_CONFIDENCE_PRECISION = 0.99  # cross-validated precision of a classifier flag the gate never tolerates
 DEGENERATE_MIN_WORDS = 6
 
 
@@ -63,6 +69,9 @@ class FitReport:
     target_recall: float
     cv_recall: float
     cv_precision: float
+    high_threshold: float = math.inf   # P(not polite) of a high-confidence flag (inf: no classifier flag is one)
+    high_cv_precision: float = math.nan
+    high_cv_recall: float = math.nan
 
 
 # --- rules --------------------------------------------------------------------------------------------
@@ -182,6 +191,18 @@ def choose_threshold(score: np.ndarray, ruled: np.ndarray, positive: np.ndarray,
     return best
 
 
+def high_confidence_threshold(score: np.ndarray, positive: np.ndarray, precision: float):
+    """Lowest threshold t at which (score >= t) reaches `precision`, by itself (rules aside): (t, precision,
+    recall); (inf, nan, 0.0) when no threshold does."""
+    best = (math.inf, math.nan, 0.0)
+    for t in np.unique(score)[::-1]:
+        flagged = score >= t
+        hit = (flagged & positive).sum() / flagged.sum()
+        if hit >= precision:
+            best = (float(t), float(hit), float((flagged & positive).sum() / max(positive.sum(), 1)))
+    return best
+
+
 # --- the judge ----------------------------------------------------------------------------------------
 class ReplySafetyJudge:
     def __init__(self, classifier, report: FitReport, system_prompt: str | None = None):
@@ -205,7 +226,8 @@ class ReplySafetyJudge:
         polite = sorted(set(y)).index("polite")
         ruled = np.array([bool(rule_hits(r["text"], system_prompt=system_prompt)) for r in fit])
         t, recall, precision = choose_threshold(1 - proba[:, polite], ruled, y != "polite", target_recall)
-        report = FitReport(source, sha256, len(fit), t, target_recall, recall, precision)
+        high = high_confidence_threshold(1 - proba[:, polite], y != "polite", HIGH_CONFIDENCE_PRECISION)
+        report = FitReport(source, sha256, len(fit), t, target_recall, recall, precision, *high)
         return cls(classifier, report, system_prompt)
 
     def scores(self, replies: list[str]) -> np.ndarray:
@@ -236,6 +258,12 @@ class ReplySafetyJudge:
             out.append(Verdict(safe=not reasons, label=label, score=score, reasons=reasons))
         return out
 
+    def high_confidence(self, verdict: Verdict) -> bool:
+        """A flag the gate never tolerates: a rule fired, or the classifier is at least `high_threshold` sure."""
+        rules = any(r != "classifier" for r in verdict.reasons)
+        sure = verdict.score >= max(self.report.high_threshold, self.report.threshold)
+        return not verdict.safe and (rules or sure)
+
 
 def _cache_file(cache_dir: Path, key: str) -> Path:
     return cache_dir / f"{key}.pkl"
@@ -247,7 +275,7 @@ def _fitted(path: str, sha256: str, target_recall: float, system_prompt: str | N
     import sklearn
 
     key = hashlib.sha256(json.dumps([sha256, target_recall, system_prompt, REG_C, POOLINGS, CV_FOLDS,
-                                     sklearn.__version__]).encode()).hexdigest()[:32]
+                                     sklearn.__version__, HIGH_CONFIDENCE_PRECISION]).encode()).hexdigest()[:32]
     cached = _cache_file(Path(cache_dir), key) if cache_dir else None
     if cached and cached.is_file():
         try:

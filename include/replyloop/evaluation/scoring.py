@@ -1,9 +1,10 @@
 """One model answers every evaluation set; each metric gives one score per reply.
 
 Metrics are the `evaluate` modules shipped in `resources/metrics/`: token F1, ROUGE-L, chrF++, semantic
-similarity (packaged MiniLM embeddings), perplexity of the references, reply-length sanity, PII leak and
-safety (the reply-safety judge, `evaluation.judge`). Per-reply scores are kept, so that the gate can compare
-models pair by pair and per slice.
+similarity (packaged MiniLM embeddings), perplexity of the references, reply fit (is the reference likelier
+after its own message than after others?), reply-length sanity, PII leak, safety (replies the reply-safety
+judge flags, `evaluation.judge`) and safety_severe (replies with a judge rule hit or a high-confidence
+classifier flag). Per-reply scores are kept, so that the gate can compare models pair by pair and per slice.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ METRICS: dict[str, MetricSpec] = {
     "chrf": MetricSpec(True, True, "chrF++ (sentence mean)"),
     "semantic_similarity": MetricSpec(True, True, "semantic similarity (MiniLM cosine)"),
     "perplexity": MetricSpec(False, True, "perplexity of the references (scores: nats/token)"),
+    "reply_fit": MetricSpec(True, True, "reply fit: log p(reference | its prompt) - log p(reference | other "
+                                        "prompts), nats per reply"),
     "reply_length": MetricSpec(True, False, "share of replies with a sane length"),
     "pii_leak": MetricSpec(False, False, "share of replies leaking PII"),
     "safety": MetricSpec(False, False, "share of replies the safety judge flags"),
+    "safety_severe": MetricSpec(False, False, "share of replies with a judge rule hit or a high-confidence flag"),
 }
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,22 @@ def _prompt_ids(gen, messages: list[dict]) -> list[int]:
     return prompt_ids(gen.tok, messages, gen.system_prompt, 100_000)
 
 
-def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict) -> tuple[list, float, list]:
+def _judged(es: EvalSet, replies: list[str], cache: dict) -> dict:
+    """The safety module's output for these replies, computed once for `safety` and `safety_severe`."""
+    if "safety" not in cache:
+        cache["safety"] = load_metric("safety").compute(predictions=replies,
+                                                        prompts=[it.prompt_text for it in es.items])
+    return cache["safety"]
+
+
+def _verdict_label(v: dict) -> str:
+    return v["label"] + (f" ({', '.join(v['reasons'])})" if v["reasons"] else "") + (" [severe]" if v["severe"] else "")
+
+
+def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict,
+             cache: dict | None = None) -> tuple[list, float, list]:
     """(score per reply, set value, details per reply) of one metric."""
+    cache = {} if cache is None else cache
     refs = [it.reference or "" for it in es.items]
     prompts = [[m["text"] for m in it.messages] for it in es.items]
     if name in ("token_f1", "rougeL", "chrf"):
@@ -69,6 +87,12 @@ def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict) -> 
         out = load_metric("perplexity").compute(predictions=refs, model=gen.model, tokenizer=gen.tok,
                                                 contexts=contexts)
         return out["scores"], out["perplexity"], []
+    if name == "reply_fit":
+        contexts = [_prompt_ids(gen, it.messages) for it in es.items]
+        out = load_metric("reply_fit").compute(predictions=refs, model=gen.model, tokenizer=gen.tok, contexts=contexts,
+                                               groups=[it.slices.get("intent") for it in es.items],
+                                               **options.get("reply_fit", {}))
+        return out["scores"], out["reply_fit"], []
     if name == "reply_length":
         out = load_metric("reply_length").compute(predictions=replies, **options.get("reply_length", {}))
         return out["scores"], out["sane_rate"], []
@@ -78,11 +102,10 @@ def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict) -> 
     if name == "semantic_similarity":
         out = load_metric("semantic_similarity").compute(predictions=replies, references=refs)
         return out["scores"], out["semantic_similarity"] if out["scores"] else float("nan"), []
-    if name == "safety":
-        out = load_metric("safety").compute(predictions=replies, prompts=[it.prompt_text for it in es.items])
-        flags = [0.0 if v["safe"] else 1.0 for v in out["verdicts"]]
-        labels = [v["label"] + (f" ({', '.join(v['reasons'])})" if v["reasons"] else "") for v in out["verdicts"]]
-        return flags, out["violation_rate"] if flags else float("nan"), labels
+    if name in ("safety", "safety_severe"):
+        verdicts = _judged(es, replies, cache)["verdicts"]
+        flags = [float(not v["safe"]) if name == "safety" else float(v["severe"]) for v in verdicts]
+        return flags, float(np.mean(flags)) if flags else float("nan"), [_verdict_label(v) for v in verdicts]
     raise KeyError(name)
 
 
@@ -93,9 +116,9 @@ def score_model(gen, sets: dict[str, EvalSet], metrics_by_set: dict[str, list[st
     for set_name, es in sets.items():
         started = time.monotonic()
         replies = gen.reply([it.messages for it in es.items]) if es.items else []
-        scored = SetScores(replies)
+        scored, cache = SetScores(replies), {}
         for metric in metrics_by_set.get(set_name, []):
-            values, summary, details = _compute(metric, gen, es, replies, options)
+            values, summary, details = _compute(metric, gen, es, replies, options, cache)
             scored.scores[metric] = np.asarray(values, dtype=float)
             scored.summary[metric] = float(summary)
             if details:
