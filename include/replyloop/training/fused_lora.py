@@ -4,8 +4,8 @@ peft's `lora.Linear.forward` runs `base(x) + lora_B(lora_A(dropout(x.to(fp32))))
 separate ops (a cast of the input to fp32, dropout, two linears each casting its fp32 weight under autocast,
 a scale, an add, a cast back), each an autograd node with its own backward: on SmolLM2 with all seven
 projections adapted that is thousands of small ops per step, most of the step's time on a CPU.
-`LoraLinearFn` computes the same thing in five ops and its backward in six (two of them writing in place
-into the base matmul's output), in the compute dtype (bf16 under autocast, else the input's dtype); the LoRA
+`LoraLinearFn` computes the same thing as one autograd node (three matmuls forward, the last adding in
+place into the base matmul's output; five backward), in the compute dtype (bf16 under autocast, else the input's dtype); the LoRA
 weights stay fp32 parameters and get fp32 gradients.
 
 `fuse_lora(model)` switches every plain peft LoRA linear of a model to it by replacing the module's
