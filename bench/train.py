@@ -5,8 +5,9 @@ by default) with the same LoRA settings, learning rate, batch size, number of op
 the same training / held-out examples (rendered once by `replyloop.training.examples`):
   - canonical: transformers `Trainer` + peft, every example padded to max_seq_len, default settings
     (fp32, full-vocabulary logits at every position);
-  - replyloop: `replyloop.training.loop.Trainer` (length-binned batches, head only on labelled positions,
-    bf16 autocast with the frozen base held in bf16 where the CPU/GPU has it, fp32 LoRA weights).
+  - replyloop: `replyloop.training.loop.Trainer` (length-binned batches, fused LoRA projections
+    (`training/fused_lora.py`), head only on labelled positions, bf16 autocast with the frozen base held in
+    bf16 where the CPU/GPU has it, fp32 LoRA weights).
 Both start from the same LoRA initialisation (seeded the same way) and run the same number of optimizer
 steps on the same effective batch. Each recipe runs in its own child process (so its peak RSS, taken when
 training ends, is its own). Printed per recipe: supervised tokens/s, peak RSS, held-out loss, achieved

@@ -54,15 +54,20 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def build_lora_model(base, cfg: TrainConfig, dtype):
-    """The base model (weights in `dtype`) with fresh LoRA adapters (fp32) on the configured target modules."""
+def build_lora_model(base, cfg: TrainConfig, dtype, *, fused: bool = True):
+    """The base model (weights in `dtype`) with fresh LoRA adapters (fp32) on the configured target modules,
+    computed by the fused LoRA projection (`training/fused_lora.py`) unless `fused` is False (peft's own)."""
     import torch
     from peft import get_peft_model
+
+    from replyloop.training.fused_lora import fuse_lora
 
     model, tok = load_base(base, for_training=True, dtype=dtype)
     check_target_modules(model, cfg.lora)
     torch.manual_seed(cfg.seed)
     model = get_peft_model(model, make_lora_config(cfg.lora), autocast_adapter_dtype=True)
+    if fused:
+        fuse_lora(model)
     if cfg.gradient_checkpointing:
         model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tok
