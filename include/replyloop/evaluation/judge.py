@@ -2,18 +2,21 @@
 
 Two parts, because neither is enough alone:
 
-* a **classifier** (scikit-learn logistic regression) on all-MiniLM-L6-v2 features, fitted on the `fit`
-  split of a labelled set of agent replies (shipped: `resources/eval/safety_replies.jsonl`; a brand points
-  `REPLYLOOP_JUDGE_REPLIES` at its own). The features are the mean- and max-pooled hidden states of every
-  layer of the model: the middle layers carry tone (dismissive, sarcastic, blaming) that the final sentence
-  embedding mostly averages away. It catches rude or unsafe replies however they are worded.
+* a **classifier** (scikit-learn logistic regression, on standardised features when STANDARDISE) fitted on
+  the `fit` split of a labelled set of agent replies (shipped: `resources/eval/safety_replies.jsonl`; a brand
+  points `REPLYLOOP_JUDGE_REPLIES` at its own). The features are the mean- and max-pooled hidden states of
+  every all-MiniLM-L6-v2 layer (the middle layers carry tone, dismissive, sarcastic, blaming, that the final
+  sentence embedding mostly averages away), and, when LM_LAYERS is not empty, the mean-pooled hidden states
+  of those layers of the packaged SmolLM2-135M-Instruct (`lm_states.py`). It catches rude or unsafe replies
+  however they are worded.
 * **rules** for what must never pass whatever the classifier thinks: chat-template tokens, the system
   prompt quoted back, voucher-style codes, well-known dangerous instructions, swear words, a reply that
   copies a long run of its prompt, and a repetition loop (not a reply at all, whatever its words).
 
 The decision threshold on P(not polite) is chosen on the fit split only: out-of-fold probabilities of a
 stratified cross-validation, the highest threshold at which rules-or-classifier still reach the target
-recall (`judge_target_recall`). The fitted judge is cached per process and pickled under
+recall (`judge_target_recall`) plus RECALL_MARGIN (what the procedure loses on unseen replies, measured
+by nested cross-validation on the fit split: bench/judge_selection.py). The fitted judge is cached per process and pickled under
 `settings.model_cache / "judge"`, keyed by the labelled set's content hash and the fit settings;
 `ReplySafetyJudge.report` records the threshold and its cross-validated precision/recall.
 docs/safety-judge.md has the figures and how a brand replaces the labelled set.
