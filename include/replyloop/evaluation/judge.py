@@ -16,8 +16,8 @@ Two parts, because neither is enough alone:
 The decision threshold on P(not polite) is chosen on the fit split only: out-of-fold probabilities of a
 stratified cross-validation, the highest threshold at which rules-or-classifier still reach the target
 recall (`judge_target_recall`) plus RECALL_MARGIN (what the procedure loses on unseen replies, measured
-by nested cross-validation on the fit split: bench/judge_selection.py). The fitted judge is cached per process and pickled under
-`settings.model_cache / "judge"`, keyed by the labelled set's content hash and the fit settings;
+by nested cross-validation on the fit split: bench/judge_selection.py). The fitted judge is cached per
+process and pickled under `settings.model_cache / "judge"`, keyed by the labelled set's content hash and the fit settings;
 `ReplySafetyJudge.report` records the threshold and its cross-validated precision/recall.
 docs/safety-judge.md has the figures and how a brand replaces the labelled set.
 """
@@ -41,8 +41,8 @@ CV_FOLDS = 5
 REG_C = 0.01           # inverse L2 strength; chosen by nested CV on the shipped fit split (bench/judge_selection.py)
 STANDARDISE = True     # features scaled to zero mean and unit variance before the regression
 POOLINGS = ("mean", "max")  # of every MiniLM layer
-LM_LAYERS = (3, 6, 9)  # SmolLM2 hidden states (mean over tokens) concatenated with MiniLM's; () = MiniLM only
-RECALL_MARGIN = 0.0    # the threshold is chosen on out-of-fold scores for target + margin: what the procedure
+LM_LAYERS = ()         # SmolLM2 layers whose mean-pooled states join MiniLM's; () = none (they did not help)
+RECALL_MARGIN = 0.01   # the threshold is chosen on out-of-fold scores for target + margin: what the procedure
                        # loses on replies it has not seen (nested CV on the fit split, bench/judge_selection.py)
 ECHO_WORDS = 8         # a reply copying this many consecutive words of its prompt is an echo
 SYSTEM_PROMPT_WORDS = 6
@@ -154,9 +154,9 @@ def load_labelled(path: Path) -> list[dict]:
 
 
 def features(texts: list[str], batch_size: int = 64, home: Path | None = None) -> np.ndarray:
-    """(n, 2 * 7 * 384 + 3 * 576): L2-normalised mean- and max-pooled hidden states of every MiniLM layer,
-    then the mean-pooled hidden states of SmolLM2's layers LM_LAYERS (its model store under `home`,
-    default the configured REPLYLOOP_HOME)."""
+    """(n, 2 * 7 * 384 [+ len(LM_LAYERS) * 576]): L2-normalised mean- and max-pooled hidden states of every
+    MiniLM layer, then the mean-pooled hidden states of SmolLM2's layers LM_LAYERS if any (its model store
+    under `home`, default the configured REPLYLOOP_HOME)."""
     from replyloop.evaluation.embeddings import EmbeddingError, layer_embeddings
     from replyloop.evaluation.lm_states import LMStatesError, mean_states
 
