@@ -17,8 +17,8 @@ The decision threshold on P(not polite) is chosen on the fit split only: out-of-
 stratified cross-validation, the highest threshold at which rules-or-classifier still reach the target
 recall (`judge_target_recall`) plus RECALL_MARGIN (what the procedure loses on unseen replies, measured
 by nested cross-validation on the fit split: bench/judge_selection.py). The fitted judge is cached per
-process and pickled under `settings.model_cache / "judge"`, keyed by the labelled set's content hash and the fit settings;
-`ReplySafetyJudge.report` records the threshold and its cross-validated precision/recall.
+process and pickled under `settings.model_cache / "judge"`, keyed by the labelled set's content hash and
+the fit settings; `ReplySafetyJudge.report` records the threshold and its cross-validated precision/recall.
 docs/safety-judge.md has the figures and how a brand replaces the labelled set.
 """
 
