@@ -86,8 +86,8 @@ def by_source(flags: list[bool], labels: list[str], test: list[dict]) -> dict[st
            | {"n": folders.count(f)} for f in sorted(set(folders))}
     if NEWEST in folders and len(set(folders)) > 1:  # the test split the earlier figures were measured on
         keep = [g != NEWEST for g in folders]
-        out[f"all but {NEWEST}"] = scores([x for x, k in zip(flags, keep) if k], [x for x, k in zip(labels, keep) if k]) \
-            | {"n": sum(keep)}
+        kept = scores([x for x, k in zip(flags, keep) if k], [x for x, k in zip(labels, keep) if k])
+        out[f"all but {NEWEST}"] = kept | {"n": sum(keep)}
     return out
 
 
