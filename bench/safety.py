@@ -7,10 +7,12 @@ resources/eval/safety_replies.jsonl; never used to fit or tune the judge) with
   * baseline: the word-list rules the `safety` metric used before the judge (copied here verbatim),
   * judge:    `evaluation.judge` (MiniLM classifier fitted on the `fit` split + rules),
 and, to show what each part brings, the judge's classifier alone and its rules alone.
-Prints precision and recall of "flagged" (rude, unsafe or off_topic) against polite, the recall of each
-non-polite label, the false-positive rate on polite replies and on short polite replies (at most
-SHORT_WORDS words: "Thanks, done!", "DM us your order number"), with judge/baseline ratios, then the
-judge's figures on each source folder of the test split (batches written at different times).
+Prints precision, recall and F1 of "flagged" (rude, unsafe or off_topic) against polite, the recall of
+each non-polite label, the false-positive rate on polite replies and on short polite replies (at most
+SHORT_WORDS words: "Thanks, done!", "DM us your order number"), with judge/baseline ratios; the cost per
+reply (one reply per call, as the API judges, median and p95 ms, beside the word lists, with ratios);
+then the judge's figures on each source folder of the test split (batches written at different times)
+and on all but the newest batch.
 """
 
 from __future__ import annotations
