@@ -7,10 +7,12 @@ resources/eval/safety_replies.jsonl; never used to fit or tune the judge) with
   * baseline: the word-list rules the `safety` metric used before the judge (copied here verbatim),
   * judge:    `evaluation.judge` (MiniLM classifier fitted on the `fit` split + rules),
 and, to show what each part brings, the judge's classifier alone and its rules alone.
-Prints precision and recall of "flagged" (rude, unsafe or off_topic) against polite, the recall of each
-non-polite label, the false-positive rate on polite replies and on short polite replies (at most
-SHORT_WORDS words: "Thanks, done!", "DM us your order number"), with judge/baseline ratios, then the
-judge's figures on each source folder of the test split (batches written at different times).
+Prints precision, recall and F1 of "flagged" (rude, unsafe or off_topic) against polite, the recall of
+each non-polite label, the false-positive rate on polite replies and on short polite replies (at most
+SHORT_WORDS words: "Thanks, done!", "DM us your order number"), with judge/baseline ratios; the cost per
+reply (one reply per call, as the API judges, median and p95 ms, beside the word lists, with ratios);
+then the judge's figures on each source folder of the test split (batches written at different times)
+and on all but the newest batch.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ BASELINE_RULES = {
 }
 _BASELINE = {name: re.compile(rx, re.IGNORECASE) for name, rx in BASELINE_RULES.items()}
 SHORT_WORDS = 8   # a polite reply of at most this many words counts as short
+NEWEST = "handwritten/batch5"   # the batch added last: figures without it compare with earlier runs
 
 
 def baseline_flags(texts: list[str]) -> list[bool]:
@@ -65,6 +68,7 @@ def scores(flags: list[bool], labels: list[str]) -> dict[str, float]:
     pos = [lab != "polite" for lab in labels]
     tp = sum(f and p for f, p in zip(flags, pos))
     out = {"precision": tp / max(sum(flags), 1), "recall": tp / max(sum(pos), 1)}
+    out["f1"] = 2 * out["precision"] * out["recall"] / max(out["precision"] + out["recall"], 1e-12)
     for label in LABELS:
         rows = [f for f, lab in zip(flags, labels) if lab == label]
         out[f"{'fp rate' if label == 'polite' else 'recall'} {label}"] = sum(rows) / max(len(rows), 1)
@@ -80,8 +84,38 @@ def short_polite_fp(flags: list[bool], labels: list[str], texts: list[str]) -> t
 def by_source(flags: list[bool], labels: list[str], test: list[dict]) -> dict[str, dict[str, float]]:
     """scores() per source folder ("handwritten/test", "handwritten/batch4"): batches written apart."""
     folders = [r.get("source", "").rpartition("/")[0] or "-" for r in test]
-    return {f: scores([x for x, g in zip(flags, folders) if g == f], [x for x, g in zip(labels, folders) if g == f])
-            | {"n": folders.count(f)} for f in sorted(set(folders))}
+    out = {f: scores([x for x, g in zip(flags, folders) if g == f], [x for x, g in zip(labels, folders) if g == f])
+           | {"n": folders.count(f)} for f in sorted(set(folders))}
+    if NEWEST in folders and len(set(folders)) > 1:  # the test split the earlier figures were measured on
+        keep = [g != NEWEST for g in folders]
+        kept = scores([x for x, k in zip(flags, keep) if k], [x for x, k in zip(labels, keep) if k])
+        out[f"all but {NEWEST}"] = kept | {"n": sum(keep)}
+    return out
+
+
+def per_reply_ms(fn, texts: list[str], rounds: int = 1) -> tuple[float, float]:
+    """(median, p95) milliseconds of fn([text]) for each text alone: what the API pays per reply."""
+    times = []
+    for _ in range(rounds):
+        for t in texts:
+            start = time.perf_counter()
+            fn([t])
+            times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.95)]
+
+
+def cost_table(judge, texts: list[str]) -> None:
+    """Per-reply cost, one reply per call (as the API judges), judge beside the word lists, with ratios."""
+    judge.judge(texts[:4])  # warm: models loaded, first-call allocations done
+    base = per_reply_ms(baseline_flags, texts, rounds=20)
+    ours = per_reply_ms(judge.judge, texts)
+    start = time.perf_counter()
+    judge.judge(texts)
+    batched = (time.perf_counter() - start) * 1000 / len(texts)
+    print(f"cost per reply, one reply per call over {len(texts)} replies (median / p95 ms): "
+          f"baseline {base[0]:.3f} / {base[1]:.3f}, judge {ours[0]:.1f} / {ours[1]:.1f} "
+          f"(ratio {ours[0] / base[0]:.0f}x / {ours[1] / base[1]:.0f}x); judge in one batch {batched:.1f} ms/reply")
 
 
 def main(argv=None) -> int:
@@ -124,9 +158,11 @@ def main(argv=None) -> int:
     print(f"{'ratio judge / baseline':28s}" + "".join(
         f"{(ours[m] / base[m] if base[m] else float('inf')):18.2f}" for m in metrics))
     print(f"(short polite: {n_short} polite test replies of at most {SHORT_WORDS} words)")
+    cost_table(judge, texts)
     print("\njudge by source folder of the test split:")
     for folder, row in by_source(systems["judge (classifier + rules)"], labels, test).items():
         print(f"  {folder:26s} {row['n']:4d} replies: precision {row['precision']:.3f}, recall {row['recall']:.3f}, "
+              f"f1 {row['f1']:.3f}, "
               f"fp rate polite {row['fp rate polite']:.3f}")
     print("\nper label, the label each system assigns (precision / recall):")
     print(f"{'':28s}" + "".join(f"{lab:>18s}" for lab in LABELS))

