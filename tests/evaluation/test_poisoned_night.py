@@ -29,10 +29,12 @@ held-out loss over 24 held-out examples (was 4). With 4, the night-1 champion ke
 (equal to the base model) because one noisy evaluation said so; with 24, it keeps the trained adapter,
 so night 2 compares against a champion that is better than the base model (held-out perplexity +0.225
 nats/token, CI [+0.172, +0.280]). Margins of the refusal (pytest -s): reply fit of the poisoned candidate
-vs champion -0.83 nats/reply, CI [-1.56, -0.19]; vs base -0.93, CI [-1.51, -0.31] (tolerance 1.5): the
-lower bounds are only 0.06 and 0.01 beyond it, so the refusal is deterministic (fixed seeds) but thin;
-on this data the deficit is about half the one measured on other data. `pytest -s` prints every whole-set comparison on perplexity and reply fit and
-every failed rule.
+vs champion -0.83 nats/reply, CI [-1.56, -0.19]; vs base -0.93, CI [-1.51, -0.31] (tolerance 1.5); with
+the fused LoRA projections (same fp32 numbers as peft's): vs champion -0.82, CI [-1.54, -0.19], refused;
+vs base CI [-1.49, -0.30]. The refusal is deterministic (fixed seeds) but thin: on this data the deficit is
+about half the one measured on other data, and with LoRA dropout 0 instead of the default 0.05 the
+poisoned candidate passed (vs champion CI [-1.39, +0.08]). `pytest -s` prints every whole-set comparison on
+perplexity and reply fit and every failed rule.
 """
 
 from __future__ import annotations
