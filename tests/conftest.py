@@ -6,11 +6,14 @@ import time.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -227,3 +230,34 @@ def tiny_loop(tmp_path_factory, tiny_model_dir):
     mp.undo()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     get_settings.cache_clear()
+
+
+class _FailingRegistry(http.server.BaseHTTPRequestHandler):
+    """An MLflow server whose experiments answer and whose model registry fails (HTTP 500)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        if self.path.startswith("/api/2.0/mlflow/experiments/"):
+            body = {"experiment": {"experiment_id": "1", "name": "replyloop", "lifecycle_stage": "active"}}
+            return self._answer(200, body)
+        return self._answer(500, {"error_code": "INTERNAL_ERROR", "message": "database is locked"})
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+
+@pytest.fixture
+def failing_registry_uri():
+    """The URI of a real HTTP server that answers MLflow's experiment calls and fails its registry calls."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingRegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

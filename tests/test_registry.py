@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import mlflow.pyfunc
 import pytest
@@ -155,42 +153,16 @@ def test_cli_promote_needs_force_and_reason_for_a_failed_version(settings, tmp_p
 
 
 
-class _FailingRegistry(http.server.BaseHTTPRequestHandler):
-    """An MLflow server whose experiments answer and whose model registry fails (HTTP 500)."""
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        if self.path.startswith("/api/2.0/mlflow/experiments/"):
-            body = {"experiment": {"experiment_id": "1", "name": "replyloop", "lifecycle_stage": "active"}}
-            return self._answer(200, body)
-        return self._answer(500, {"error_code": "INTERNAL_ERROR", "message": "database is locked"})
-
-    def _answer(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_a_failing_registry_is_an_error_not_an_empty_registry(settings):
+def test_a_failing_registry_is_an_error_not_an_empty_registry(settings, failing_registry_uri):
     """Only MLflow's "no such model / no such alias" means none; a failing server must not read as "no champion"
     (the gate would then judge a candidate against the base model alone) or as "no versions"."""
     from mlflow.exceptions import MlflowException
 
     assert registry.alias_version(settings, registry.CHAMPION) is None  # no model yet: none, no error
     assert registry.versions(settings) == []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingRegistry)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    failing = settings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{server.server_port}",
+    failing = settings.model_copy(update={"mlflow_tracking_uri": failing_registry_uri,
                                           "mlflow_http_max_retries": 0, "mlflow_http_timeout": 5})
-    try:
-        with pytest.raises(MlflowException, match="500"):
-            registry.alias_version(failing, registry.CHAMPION)
-        with pytest.raises(MlflowException, match="500"):
-            registry.versions(failing)
-    finally:
-        server.shutdown()
+    with pytest.raises(MlflowException, match="500"):
+        registry.alias_version(failing, registry.CHAMPION)
+    with pytest.raises(MlflowException, match="500"):
+        registry.versions(failing)

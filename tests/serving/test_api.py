@@ -197,3 +197,19 @@ def test_no_champion_the_server_starts_and_says_why(settings, api_key):
         r = c.post("/v1/replies", json={"text": "hello"})
         assert r.status_code == 503 and "no @champion" in r.json()["detail"]
     assert not (settings.home / "lake" / "raw" / "replies").exists()
+
+
+def test_a_failing_registry_is_not_ready_and_says_so_not_no_champion(settings, api_key, failing_registry_uri):
+    from replyloop.serving.security import hash_key
+
+    s = settings.model_copy(update={"api_key_hashes": f"t:{hash_key(api_key)}", "mlflow_tracking_uri": failing_registry_uri,
+                                    "mlflow_http_max_retries": 0, "mlflow_http_timeout": 5})
+    with TestClient(create_app(s)) as c:
+        c.headers["X-API-Key"] = api_key
+        deadline = time.monotonic() + 30
+        while "registry did not answer" not in (c.get("/readyz").json().get("reason") or "") \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and "the model registry did not answer" in ready.json()["reason"]
+        assert c.post("/v1/replies", json={"text": "hello"}).status_code == 503

@@ -28,16 +28,20 @@ log = logging.getLogger(__name__)
 
 
 async def follow_alias(store: ModelStore, metrics: ServingMetrics, every: float) -> None:
-    """Load the alias's version now, then follow the alias: a promotion or rollback is live within `every` s."""
+    """Load the alias's version now, then follow the alias: a promotion or rollback is live within `every` s.
+    After a failed lookup the next one comes sooner (1 s, doubling up to `every`)."""
+    wait = every
     while True:
         try:
             await asyncio.to_thread(store.refresh)
+            wait = every
         except Exception as exc:  # keep serving whatever is loaded, whatever the registry does
             log.error("alias refresh failed (%s); still serving %s", type(exc).__name__,
                       store.current and store.current.version)
+            wait = min(every, 1.0 if wait >= every else wait * 2)
         current = store.current
         metrics.served(current and current.version, current and current.engine.name)
-        await asyncio.sleep(every)
+        await asyncio.sleep(wait)
 
 
 def _start(app: FastAPI, settings: Settings, loader) -> None:

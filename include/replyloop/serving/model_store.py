@@ -66,7 +66,12 @@ class ModelStore:
     def refresh(self) -> bool:
         """Serve the version the alias names now; True when the served version changed."""
         with self._lock:
-            version = registry.alias_version(self.settings, self.alias)
+            try:
+                version = registry.alias_version(self.settings, self.alias)
+            except Exception as exc:  # an unreachable or failing registry is not "no champion"
+                if self._current is None:
+                    self.not_ready = f"the model registry did not answer ({type(exc).__name__}); retrying"
+                raise
             if version is None:
                 if self._current is None:
                     self.not_ready = (f"model {self.settings.model_name!r} has no @{self.alias} version yet "
