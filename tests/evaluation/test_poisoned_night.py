@@ -184,7 +184,6 @@ def nights(tmp_path_factory, tiny_learner_dir):
     out = {"champion": champion, "clean": clean.model_copy(update=gate),
            "poisoned": poisoned.model_copy(update=gate),
            "poisoned_version": train(load_train_config(max_steps=100, **RECIPE), poisoned)["version"],
-           "better_version": train(load_train_config(max_steps=250, **{**RECIPE, "eval_every": 25}), clean)["version"],
            "poison_share": _changed_share(agent_texts(clean), agent_texts(poisoned))}
     yield out
     mp.undo()
@@ -236,8 +235,11 @@ def test_a_candidate_trained_on_shuffled_replies_is_rejected_and_champion_stays(
                          "(-0.124 nats/token, CI [-0.178, -0.064]); figures above the test")
 def test_the_same_night_without_poison_and_more_steps_is_promoted(nights):
     from replyloop.evaluation.run import evaluate_candidate
+    from replyloop.training.config import load_train_config
+    from replyloop.training.train import train
 
-    settings, candidate = nights["clean"], nights["better_version"]
+    settings = nights["clean"]
+    candidate = train(load_train_config(max_steps=250, **{**RECIPE, "eval_every": 25}), settings)["version"]
     assert registry.alias_version(settings, registry.CHAMPION) == nights["champion"]
     result = evaluate_candidate(settings, version=candidate)
     _show(settings, candidate)
