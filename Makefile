@@ -77,11 +77,16 @@ demo: airflow-init ## the whole loop once, through Airflow, on the real SmolLM2 
 	$(call run_dag,evaluate_and_promote)
 	$(BIN)/replyloop summary
 
+# Two pytest workers (pytest-xdist), each running whole files: the Airflow, Celery and server tests spend
+# most of their time waiting on processes, the other worker computes meanwhile. TEST_WORKERS=0 runs in one
+# process (for -x, --pdb or a single test).
+TEST_WORKERS ?= 2
+PYTEST_XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 test: install ## run the test suite (sets itself up)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-fast: install ## the suite without the slow tests (real SmolLM2, whole-DAG runs)
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 bench: install ## benchmarks (figures and ratios against a baseline)
 	$(BIN)/python bench/pii.py
