@@ -6,6 +6,7 @@ import time.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -42,6 +43,40 @@ sys.path.insert(0, str(REPO / "dags"))
 import pytest  # noqa: E402
 
 from replyloop.settings import Settings, get_settings  # noqa: E402
+
+
+@contextlib.contextmanager
+def module_home(tmp_path_factory, name: str, **env: str | None):
+    """Settings of an embedded home of its own for a module's fixtures, with `REPLYLOOP_<KEY>=value` for each
+    keyword (None unsets one); the environment and the cached settings are restored afterwards."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp(name) / "home"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri exports it
+    for key, value in env.items():
+        if value is None:
+            mp.delenv(f"REPLYLOOP_{key}", raising=False)
+        else:
+            mp.setenv(f"REPLYLOOP_{key}", value)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        mp.undo()
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        get_settings.cache_clear()
+
+
+def curate_demo_days(settings, conversations_per_day: int, days: int = 1) -> None:
+    """Land `days` of generated exports from 2026-11-20 on into the settings' lake and ingest them."""
+    from datetime import date
+
+    from replyloop.demo_data import generate_landing
+    from replyloop.ingest.pipeline import run_ingest
+    from replyloop.lake import open_lake
+
+    generate_landing(open_lake(settings.lake).write_bytes, start_date=date(2026, 11, 20), days=days,
+                     conversations_per_day=conversations_per_day)
+    run_ingest(settings)
 
 
 @pytest.fixture
@@ -209,31 +244,16 @@ def tiny_loop(tmp_path_factory, tiny_model_dir):
     """One pass of the loop on the tiny model (ingest -> train -> evaluate/promote), shared by the session.
 
     Tests that use it may add versions and move aliases, but must leave `champion` where they found it."""
-    from datetime import date
-
-    from replyloop.demo_data import generate_landing
     from replyloop.evaluation.run import evaluate_candidate
-    from replyloop.ingest.pipeline import run_ingest
     from replyloop.lake import open_lake
     from replyloop.training.config import load_train_config
     from replyloop.training.train import train
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("loop") / "home"))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.setenv("REPLYLOOP_BASE_MODEL", str(tiny_model_dir))
-    mp.setenv("REPLYLOOP_MAX_NEW_TOKENS", "8")
-    get_settings.cache_clear()
-    settings = get_settings()
-    lake = open_lake(settings.lake)
-    generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=60)
-    run_ingest(settings)
-    trained = train(load_train_config(max_steps=3, batch_size=2, max_eval_examples=4), settings)
-    gate = evaluate_candidate(settings)  # the shipped gate: too little evidence on this lake, so it fails
-    yield {"settings": settings, "trained": trained, "gate": gate, "lake": lake}
-    mp.undo()
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    get_settings.cache_clear()
+    with module_home(tmp_path_factory, "loop", BASE_MODEL=str(tiny_model_dir), MAX_NEW_TOKENS="8") as settings:
+        curate_demo_days(settings, 60)
+        trained = train(load_train_config(max_steps=3, batch_size=2, max_eval_examples=4), settings)
+        gate = evaluate_candidate(settings)  # the shipped gate: too little evidence on this lake, so it fails
+        yield {"settings": settings, "trained": trained, "gate": gate, "lake": open_lake(settings.lake)}
 
 
 class _FailingRegistry(http.server.BaseHTTPRequestHandler):

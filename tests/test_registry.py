@@ -7,6 +7,7 @@ import json
 import mlflow.pyfunc
 import pytest
 from click.testing import CliRunner
+from conftest import module_home
 
 from replyloop import registry
 from replyloop.registry import Tag
@@ -22,15 +23,8 @@ class Echo(mlflow.pyfunc.PythonModel):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """One MLflow store for the module (creating one costs seconds); each test its own registered model."""
-    from replyloop.settings import get_settings
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("registry") / "home"))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    get_settings.cache_clear()
-    yield get_settings()
-    mp.undo()
-    get_settings.cache_clear()
+    with module_home(tmp_path_factory, "registry") as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import pytest
+from conftest import module_home
 
-from replyloop.settings import get_settings
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("smol") / "home"))
-    mp.delenv("REPLYLOOP_BASE_MODEL", raising=False)
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.setenv("REPLYLOOP_MAX_NEW_TOKENS", "24")
-    get_settings.cache_clear()
-    yield get_settings()
-    mp.undo()
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    get_settings.cache_clear()
+    with module_home(tmp_path_factory, "smol", BASE_MODEL=None, MAX_NEW_TOKENS="24") as settings:
+        yield settings
 
 
 def test_base_model_is_converted_once_and_replies(smol):

@@ -7,12 +7,10 @@ each rank takes one example of every micro-batch: the harder split (other batch 
 
 from __future__ import annotations
 
-import os
-from datetime import date
 
 import pytest
+from conftest import curate_demo_days, module_home
 
-from replyloop.settings import get_settings
 
 CFG = dict(max_steps=4, batch_size=2, grad_accum=3, max_seq_len=96, eval_every=2, checkpoint_every=2,
            max_eval_examples=6, early_stopping_patience=0, warmup_steps=1, lora_r=4, lora_dropout=0.0,
@@ -43,23 +41,9 @@ def test_the_number_of_processes_follows_the_gpus_unless_set(settings):
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tiny_model_dir):
-    from replyloop.demo_data import generate_landing
-    from replyloop.ingest.pipeline import run_ingest
-    from replyloop.lake import open_lake
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("dp") / "home"))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.setenv("REPLYLOOP_BASE_MODEL", str(tiny_model_dir))
-    get_settings.cache_clear()
-    settings = get_settings()
-    generate_landing(open_lake(settings.lake).write_bytes, start_date=date(2026, 11, 20), days=1,
-                     conversations_per_day=40)
-    run_ingest(settings)
-    yield settings
-    mp.undo()
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    get_settings.cache_clear()
+    with module_home(tmp_path_factory, "dp", BASE_MODEL=str(tiny_model_dir)) as settings:
+        curate_demo_days(settings, 40)
+        yield settings
 
 
 def history(settings, run_id: str, metric: str) -> list[tuple[int, float]]:

@@ -8,11 +8,10 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
 
 import pytest
+from conftest import curate_demo_days, module_home
 
-from replyloop.settings import get_settings
 
 CFG = dict(max_steps=4, batch_size=2, max_seq_len=96, eval_every=2, checkpoint_every=2, max_eval_examples=2,
            early_stopping_patience=0, warmup_steps=1, lora_r=4, lora_target_modules="q_proj,v_proj,down_proj")
@@ -20,24 +19,9 @@ CFG = dict(max_steps=4, batch_size=2, max_seq_len=96, eval_every=2, checkpoint_e
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tiny_model_dir):
-    from replyloop.demo_data import generate_landing
-    from replyloop.ingest.pipeline import run_ingest
-    from replyloop.lake import open_lake
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("train") / "home"))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.setenv("REPLYLOOP_BASE_MODEL", str(tiny_model_dir))
-    mp.setenv("REPLYLOOP_MAX_NEW_TOKENS", "6")
-    get_settings.cache_clear()
-    settings = get_settings()
-    generate_landing(open_lake(settings.lake).write_bytes, start_date=date(2026, 11, 20), days=1,
-                     conversations_per_day=40)
-    run_ingest(settings)
-    yield settings
-    mp.undo()
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    get_settings.cache_clear()
+    with module_home(tmp_path_factory, "train", BASE_MODEL=str(tiny_model_dir), MAX_NEW_TOKENS="6") as settings:
+        curate_demo_days(settings, 40)
+        yield settings
 
 
 def cfg(**overrides):
