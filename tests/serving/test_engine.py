@@ -54,7 +54,7 @@ def test_engine_setting_is_checked(served_registry):
 def test_hf_reference_is_the_fallback_engine(served_registry):
     hf = served_registry["settings"].model_copy(update={"serve_engine": "hf"})
     engine = load_engine(hf, served_registry["versions"][0])
-    assert engine.name == "hf" and engine.generate([[{"role": "customer", "text": "hi"}]])[0].tokens >= 0
+    assert engine.name == "hf" and engine.generate([[{"role": "customer", "text": "hi"}]])[0].tokens > 0
 
 
 def test_torch_engine_matches_the_reference_on_golden_prompts(served_registry):

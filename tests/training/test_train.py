@@ -106,7 +106,12 @@ def test_version_and_run_are_traceable(env, runs):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == list(range(1, 5))
     assert len(client.get_metric_history(run.info.run_id, "tokens_per_s")) == 4
     assert len(client.get_metric_history(run.info.run_id, "lr")) == 4
-    assert run.data.params["lora_r"] == "4" and run.data.params["dtype"] in ("bfloat16", "float32")
+    import torch
+
+    from replyloop.modeling import bf16_supported
+
+    expected_dtype = "bfloat16" if bf16_supported(torch.device("cpu")) else "float32"  # precision "auto"
+    assert (run.data.params["lora_r"], run.data.params["dtype"]) == ("4", expected_dtype)
     artifacts = {f.path for f in client.list_artifacts(run.info.run_id)} | {
         f.path for f in client.list_artifacts(run.info.run_id, "plots")}
     assert {"manifest.json", "plots/loss_curve.png"} <= artifacts
