@@ -89,9 +89,9 @@ def test_threshold_is_chosen_on_the_fit_split_and_recorded(judge):
 
 
 def test_scores_on_the_held_out_test_split_meet_the_measured_floor(judge):
-    # Floors set before the judge of this change was scored (the figures of the judge before, on the 278 test
-    # replies of batches 1-4: precision 0.908, recall 0.937, 8 of 36 short polite flagged); now 313 test
-    # replies with batch 5, 43 of them short polite. bench/safety.py prints the figures; word lists: ~0.
+    # The target on the 313 test replies (43 of them short polite), which the fit never sees; the
+    # fit is deterministic (measured 0.903 / 0.955 with one and with two torch threads: one reply of margin
+    # on precision). bench/safety.py prints the figures; the word lists reach recall ~0.
     sys.path.insert(0, str(BENCH))
     from safety import baseline_flags, scores, short_polite_fp
 
@@ -100,7 +100,7 @@ def test_scores_on_the_held_out_test_split_meet_the_measured_floor(judge):
     flags = [not v.safe for v in judge.judge(texts)]
     ours = scores(flags, labels)
     base = scores(baseline_flags(texts), labels)
-    assert ours["precision"] >= 0.89 and ours["recall"] >= 0.92
+    assert ours["precision"] >= 0.9 and ours["recall"] >= 0.95, ours  # the target
     flagged_short, n_short = short_polite_fp(flags, labels, texts)
     assert n_short == 43 and flagged_short <= 10
     assert base["recall"] <= 0.05
