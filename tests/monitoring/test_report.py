@@ -61,3 +61,46 @@ def test_drift_is_larger_for_another_topic():
     more_support = encode(["where is my order", "refund please, the item broke", "password reset does not work"])
     recipes = encode(["whisk two eggs with sugar", "bake the bread for forty minutes", "add basil to the sauce"])
     assert drift(more_support, support)["drift"] < drift(recipes, support)["drift"]
+
+
+def _conversation(cid: str, day: str, customer: str, agent: str | None, channel: str = "public_reply") -> dict:
+    """A landed conversation (raw/conversations): the customer's message and, unless None, the agent's reply."""
+    messages = [{"message_id": f"{cid}-1", "role": "customer", "author_id": "u1", "text": customer,
+                 "created_at": f"{day}T10:00:00Z"}]
+    if agent is not None:
+        messages.append({"message_id": f"{cid}-2", "role": "agent", "author_id": "AcmeSupport", "text": agent,
+                         "created_at": f"{day}T10:05:00Z"})
+    return {"conversation_id": cid, "platform": "twitter", "channel": channel, "created_at": f"{day}T10:00:00Z",
+            "language": "en", "messages": messages}
+
+
+SUPPORT = ["the tracking page shows no update since Monday", "can I change the size of the jacket I ordered",
+           "you charged my card twice for one order", "the discount code did not apply at checkout",
+           "my loyalty points disappeared after the update", "how do I return a gift without a receipt",
+           "the app crashes when I open my basket"]
+
+
+def test_unanswered_conversations_are_counted_and_are_incoming_traffic_not_training_data(settings, lake):
+    """A social export's unanswered conversations (curated with a flag by ingestion) reach the report: counted
+    by channel, part of the incoming messages drift is measured on, and never part of its training reference."""
+    from replyloop.ingest.pipeline import run_ingest
+    from replyloop.monitoring.traffic import curated_traffic
+
+    day = "2026-11-24"
+    recipes = ["how long do I bake sourdough bread", "what herbs go with roast lamb", "is basil good in pesto"]
+    answered = [_conversation(f"c-{k}", day, text, "Sorry about that! Please DM us.")
+                for k, text in enumerate(ASKS + SUPPORT)]
+    waiting = [_conversation(f"c-open{k}", day, text, None, channel="direct_message") for k, text in enumerate(recipes)]
+    lake.write_bytes(f"raw/conversations/dt={day}/export.jsonl",
+                     "".join(json.dumps(c) + "\n" for c in answered + waiting).encode())
+    run_ingest(settings, lake=lake)
+    training, unanswered = curated_traffic(lake, [day])
+    assert sorted(unanswered["conversation_id"]) == ["c-open0", "c-open1", "c-open2"]
+    assert sorted(unanswered["customer_text"]) == sorted(recipes)
+    assert not set(recipes) & set(training), "unanswered messages are not what the model learnt from"
+    assert curated_traffic(lake, ["2026-11-23"])[1].empty, "only the window's days"
+
+    summary, _, _, _ = build(settings, lake, date.fromisoformat(day), 1)
+    assert summary["replies"] == 0 and summary["unanswered"] == 3
+    assert summary["unanswered_by_channel"] == {"direct_message": 3}
+    assert summary["drift"] > 0, "no reply was served: the unanswered messages alone are the incoming traffic"

@@ -11,27 +11,15 @@ import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from replyloop.lake import Lake, lake_for
 from replyloop.monitoring import drift as drift_mod
-from replyloop.monitoring.traffic import feedback_events, served_replies, window
+from replyloop.monitoring.traffic import curated_traffic, feedback_events, served_replies, window
 from replyloop.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def training_customer_texts(lake: Lake) -> list[str]:
-    """Customer messages of the current curated snapshot's training split ([] before the first snapshot)."""
-    from replyloop.ingest.pipeline import read_snapshot
-
-    try:
-        _, messages, _ = read_snapshot(lake)
-    except Exception as exc:  # no snapshot yet: drift cannot be measured, which the report says
-        log.warning("no curated snapshot to compare with (%s)", type(exc).__name__)
-        return []
-    rows = messages[(messages["role"] == "customer") & (messages["split"] == "train")]
-    return rows["text"].astype(str).tolist()
 
 
 def _rates(rated: pd.DataFrame, by: str) -> dict:
@@ -39,7 +27,7 @@ def _rates(rated: pd.DataFrame, by: str) -> dict:
     return {str(k): {"down_rate": float(v["mean"]), "ratings": int(v["size"])} for k, v in grouped.iterrows()}
 
 
-def summarize(replies: pd.DataFrame, feedback: pd.DataFrame, drift: dict) -> dict:
+def summarize(replies: pd.DataFrame, feedback: pd.DataFrame, drift: dict, unanswered: pd.DataFrame) -> dict:
     rated = replies.merge(feedback, on="reply_id", how="inner")
     rated["down"] = rated["rating"] == "down"
     lat = replies["latency_ms"].dropna()
@@ -55,6 +43,8 @@ def summarize(replies: pd.DataFrame, feedback: pd.DataFrame, drift: dict) -> dic
         "fallback_rate": float(replies["fallback"].mean()) if len(replies) else float("nan"),
         "fallbacks_by_reason": {str(k): int(v)
                                 for k, v in replies["fallback_reason"].dropna().value_counts().items()},
+        "unanswered": int(len(unanswered)),
+        "unanswered_by_channel": {str(k): int(v) for k, v in unanswered.groupby("channel").size().items()},
         **drift,
     }
 
@@ -106,6 +96,10 @@ def _table(title: str, rates: dict) -> str:
             f"{rows}</table>")
 
 
+def _counts(by: dict) -> str:
+    return "(" + ", ".join(f"{html.escape(k)} {v}" for k, v in sorted(by.items())) + ")" if by else ""
+
+
 def html_report(summary: dict, reasons: list[str], days: list[str]) -> str:
     verdict = ("<p><b>Retraining requested:</b></p><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
                + "</ul>") if reasons else "<p>No threshold passed; no retraining requested.</p>"
@@ -113,7 +107,8 @@ def html_report(summary: dict, reasons: list[str], days: list[str]) -> str:
             f"({summary['corrections']} corrected); down-vote rate {summary['down_rate']:.1%}; fallbacks "
             f"{summary['fallbacks']}; latency p50 {summary['latency_ms_p50']:.0f} ms, p95 "
             f"{summary['latency_ms_p95']:.0f} ms; drift {summary['drift']:.3f} (novel share "
-            f"{summary['novel_share']:.1%})</p>")
+            f"{summary['novel_share']:.1%}); {summary['unanswered']} conversations no agent answered "
+            f"{_counts(summary['unanswered_by_channel'])}</p>")
     imgs = "".join(f'<img src="{n}" alt="{n}">' for n in ("volume.png", "down_by_version.png", "latency.png"))
     return (f"<html><head><meta charset='utf-8'><title>replyloop monitoring</title></head><body>"
             f"<h1>replyloop: production monitoring</h1>{verdict}{head}"
@@ -128,11 +123,16 @@ def build(settings: Settings, lake: Lake, end: date, days: int) -> tuple[dict, l
     replies = served_replies(lake, span)
     today = max(end, datetime.now(UTC).date())  # ratings of these replies may have come in later
     feedback = feedback_events(lake, window(today, (today - date.fromisoformat(span[0])).days + 1))
-    incoming = encode(replies["customer_text"].tolist()) if len(replies) else None
-    replies["intent"] = drift_mod.intents(incoming) if incoming is not None else []
-    training = drift_mod.sample(training_customer_texts(lake))
-    measured = drift_mod.drift(incoming if incoming is not None else [], encode(training) if training else [])
-    summary = summarize(replies, feedback, measured)
+    training, unanswered = curated_traffic(lake, span)
+    served = encode(replies["customer_text"].tolist()) if len(replies) else None
+    replies["intent"] = drift_mod.intents(served) if served is not None else []
+    # incoming traffic: what customers asked the API, and what they asked that no agent answered
+    parts = [served] if served is not None else []
+    if len(unanswered):
+        parts.append(encode(drift_mod.sample(unanswered["customer_text"].tolist())))
+    training = drift_mod.sample(training)
+    measured = drift_mod.drift(np.vstack(parts) if parts else [], encode(training) if training else [])
+    summary = summarize(replies, feedback, measured, unanswered)
     return summary, retrain_reasons(summary, settings), replies, span
 
 
@@ -147,7 +147,7 @@ def run_monitor(settings: Settings, *, end: date | None = None, days: int | None
     configure(settings)
     with mlflow.start_run(run_name=f"monitor-{end.isoformat()}", tags={"replyloop.kind": "monitoring"}) as run:
         mlflow.log_metrics({k: summary[k] for k in ("replies", "ratings", "down_rate", "fallback_rate",
-                                                    "latency_ms_p50", "latency_ms_p95", "drift", "novel_share")
+                                                    "latency_ms_p50", "latency_ms_p95", "drift", "novel_share", "unanswered")
                             if not (isinstance(summary[k], float) and math.isnan(summary[k]))})
         with tempfile.TemporaryDirectory() as tmp:
             import matplotlib.pyplot as plt

@@ -1,4 +1,6 @@
-"""Served replies and their feedback for a window of days, read from the lake (raw/replies, raw/feedback)."""
+"""The traffic of a window of days, read from the lake: served replies and their feedback (raw/replies,
+raw/feedback), and, from the current curated snapshot, the conversations no agent answered and the
+customer messages the model was trained on."""
 
 from __future__ import annotations
 
@@ -47,3 +49,27 @@ def feedback_events(lake: Lake, days: list[str]) -> pd.DataFrame:
             for _, e in _records(lake, RAW_PREFIXES["feedback"], days)]
     frame = pd.DataFrame(rows, columns=["reply_id", "rating", "corrected"])
     return frame.drop_duplicates("reply_id", keep="last")  # the latest rating of a reply counts
+
+
+UNANSWERED_COLUMNS = ["conversation_id", "day", "platform", "channel", "customer_text"]
+
+
+def curated_traffic(lake: Lake, days: list[str]) -> tuple[list[str], pd.DataFrame]:
+    """From the current curated snapshot: the customer messages of the answered conversations of the training
+    split (drift's reference: what the model learnt from), and the conversations landed on `days` that no agent
+    answered (one row each, with its last customer message). Before the first snapshot: nothing."""
+    from replyloop.ingest.snapshot import read_snapshot
+
+    try:
+        _, messages, _ = read_snapshot(lake)
+    except Exception as exc:  # no snapshot yet: drift cannot be measured, which the report says
+        log.warning("no curated snapshot to compare with (%s)", type(exc).__name__)
+        return [], pd.DataFrame(columns=UNANSWERED_COLUMNS)
+    answered = set(messages.loc[messages["role"] == "agent", "conversation_id"])
+    customer = messages[messages["role"] == "customer"]
+    is_answered = customer["conversation_id"].isin(answered)
+    training = customer.loc[is_answered & (customer["split"] == "train"), "text"].astype(str).tolist()
+    day = customer["partition"].str.extract(r"dt=(\d{4}-\d{2}-\d{2})", expand=False)
+    waiting = customer[~is_answered & day.isin(days)].assign(day=day).sort_values(["conversation_id", "turn"])
+    last = waiting.groupby("conversation_id", as_index=False).last()
+    return training, last.rename(columns={"text": "customer_text"}).reindex(columns=UNANSWERED_COLUMNS)
