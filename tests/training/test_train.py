@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import curate_demo_days, module_home
@@ -205,3 +207,59 @@ def test_new_corrections_alone_count_as_new_data(env, runs):
     requested = new_data_since_last_training(strict, retrain_requested=True)
     assert requested["ready"] is True, "a retrain request waives the minimum: one new correction is enough"
     assert "a retrain request" in requested["message"]
+
+
+KILLED_TASK = """
+import json, sys
+from replyloop.settings import get_settings
+from replyloop.training.config import load_train_config
+from replyloop.training.train import train
+train(load_train_config(**json.loads(sys.argv[1])), get_settings(), airflow_run_id="scheduled__killed")
+"""
+
+
+def _poll(probe, timeout: float, what: str, proc: subprocess.Popen):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (found := probe()) is not None:
+            return found
+        if proc.poll() is not None:
+            raise AssertionError(f"the training process ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} after {timeout}s")
+
+
+def test_a_training_process_killed_part_way_is_resumed_by_its_retry_to_the_uninterrupted_result(env, runs):
+    """The worker running the task dies (SIGKILL: no exception handler, no clean-up runs); the retry with the
+    same Airflow run id resumes from the last checkpoint the dead process completed and ends at the same step
+    count, losses and bit-identical adapter as an uninterrupted run; the dead attempt registered nothing."""
+    import mlflow
+
+    from replyloop import registry
+    from replyloop.training.checkpoint import latest_pointer
+    from replyloop.training.train import train
+
+    longer = {**CFG, "max_steps": 8}
+    whole = train(cfg(max_steps=8), env, airflow_run_id="scheduled__whole")
+    before = n_versions(env)
+    client = registry.client(env)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_TASK, json.dumps(longer)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        run_id = _poll(lambda: next((r.info.run_id for r in mlflow.search_runs(
+            filter_string="tags.`replyloop.airflow_run_id` = 'scheduled__killed'", experiment_names=[env.experiment],
+            output_format="list")), None), 240, "an MLflow run for the task", proc)
+        step = _poll(lambda: (latest_pointer(client, run_id) or {}).get("step"), 240, "a checkpoint", proc)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL and step < 8
+    assert n_versions(env) == before, "the killed attempt registered nothing"
+
+    retry = train(cfg(max_steps=8), env, airflow_run_id="scheduled__killed")
+    assert retry["resumed_from"] is not None and retry["resumed_from"] >= step
+    assert retry["steps"] == whole["steps"] == 8
+    assert (retry["final_train_loss"], retry["final_eval_loss"]) == (whole["final_train_loss"], whole["final_eval_loss"])
+    wa, wb = adapter_weights(env, whole["version"]), adapter_weights(env, retry["version"])
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa), "bit-identical adapters"
