@@ -50,7 +50,9 @@ def _who(responded_by) -> str:
     },
 )
 def evaluate_and_promote():
-    @task
+    queue = get_settings().eval_queue  # the infra check times the candidate on the worker that runs this task
+
+    @task(**({"queue": queue} if queue else {}))
     def evaluate(params=None, triggering_asset_events=None) -> dict:
         from common.runtime import quiet_libraries, settings_for
         from replyloop.evaluation.run import evaluate_candidate, version_to_evaluate

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
                                             "reply, one prompt at a time, through the serving load path")
     gate_latency_prompts: int = Field(20, ge=1, description="Golden prompts answered one at a time for the "
                                       "infra check's latency")
+    eval_queue: str | None = Field(None, description="Celery queue of the evaluate task (its infra check times "
+                                   "the candidate there): the serving workers' queue; None = Airflow's default queue")
     require_approval: bool = Field(False, description="Promotion waits for an ML lead's approval in Airflow")
     approval_timeout_hours: float = Field(24.0, gt=0, description="An unanswered approval request expires "
                                           "after this long; champion stays")

@@ -70,6 +70,25 @@ def test_training_runs_on_gpu_queue(dagbag):
     assert train.pool == "gpu"
 
 
+def test_evaluation_runs_on_the_configured_queue(dagbag, monkeypatch):
+    """The infra check times the candidate where `evaluate` runs: REPLYLOOP_EVAL_QUEUE puts it on the serving
+    workers' queue; unset, the task keeps Airflow's default queue."""
+    from airflow.configuration import conf
+    from airflow.dag_processing.dagbag import DagBag
+
+    from replyloop.settings import get_settings
+
+    assert dagbag.dags["evaluate_and_promote"].get_task("evaluate").queue == conf.get("operators", "default_queue")
+    monkeypatch.setenv("REPLYLOOP_EVAL_QUEUE", "serving")
+    get_settings.cache_clear()
+    try:
+        bag = DagBag(dag_folder=str(DAGS / "evaluate_and_promote.py"))
+        assert bag.dags["evaluate_and_promote"].get_task("evaluate").queue == "serving"
+    finally:
+        monkeypatch.delenv("REPLYLOOP_EVAL_QUEUE")
+        get_settings.cache_clear()
+
+
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_dag_file_imports_fast_without_heavy_modules(path):
     """Import the DAG file in a fresh interpreter (after Airflow itself) and look at what came with it."""

@@ -1,4 +1,5 @@
-"""The whole nightly loop through Airflow's dag.test(), on a tiny randomly initialised Llama."""
+"""The whole nightly loop through Airflow's dag.test(), on a tiny randomly initialised Llama: a trained
+candidate is promoted on a cold start, a degraded one is refused and champion stays."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from replyloop import registry
+
+from evaluation.test_gate_loop import register_variant  # tests/ is on sys.path (rootdir of the test packages)
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EVAL_DATA = Path(__file__).resolve().parents[1] / "evaluation" / "data"
@@ -55,7 +58,7 @@ def learner_settings(home, tiny_learner_dir, monkeypatch):
     torch.set_num_threads(threads)
 
 
-def test_nightly_loop_with_dag_test(airflow_db, dags, learner_settings, demo_lake, monkeypatch):
+def test_nightly_loop_with_dag_test(airflow_db, dags, learner_settings, demo_lake, monkeypatch, tmp_path):
     from replyloop.settings import get_settings
 
     settings = learner_settings
@@ -80,6 +83,17 @@ def test_nightly_loop_with_dag_test(airflow_db, dags, learner_settings, demo_lak
                                  "approval": "skipped", "promote_approved": "skipped",
                                  "record_approval": "success"}, _states(evaluate)
     assert registry.version_tags(settings, version)[registry.Tag.GATE] == "passed"
+    assert registry.alias_version(settings, "champion") == version
+
+    # A degraded candidate (the champion's adapter with random LoRA B weights), named by the run's Param:
+    # the evaluate task succeeds (it decided), the gate fails, nothing is routed and champion stays.
+    bad = register_variant(settings, version, tmp_path, corrupt=True)
+    rejected = dags["evaluate_and_promote"].test(run_conf={"version": bad})
+    assert _states(rejected) == {"evaluate": "success", "route": "success", "promote": "skipped",
+                                 "approval": "skipped", "promote_approved": "skipped",
+                                 "record_approval": "success"}, _states(rejected)
+    tags = registry.version_tags(settings, bad)
+    assert tags[registry.Tag.GATE] == "failed" and registry.Tag.APPROVAL not in tags, "nobody was asked"
     assert registry.alias_version(settings, "champion") == version
 
     # Nothing new landed: the next night skips ingestion and training instead of retraining.
