@@ -104,7 +104,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}.ok{{background
 {esc(decision['gate_file'])}.</p><ul>{reasons}</ul>
 <h2>Evaluation sets</h2><ul>{sets}</ul>
 <h2>Rules</h2>{_table(rule_header, rule_rows, classes)}
-<h2>Metrics per set and slice</h2>{_table(metric_header, metric_rows)}
+<h2>Metrics per set and slice</h2><p>A slice's cell: the mean per-reply score [bootstrap interval, the gate file's confidence].</p>{_table(metric_header, metric_rows)}
 <h2>Plots</h2>{''.join(_png_tag(f) for f in figures)}
 <h2>Worst examples</h2>{_table(ex_header, ex_rows)}
 </body></html>"""

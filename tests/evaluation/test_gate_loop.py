@@ -11,6 +11,7 @@ generator (as a model that learned to do so would).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -116,6 +117,13 @@ def register_variant(settings, version: str, tmp: Path, *, corrupt: bool = False
                                      description="test variant")
 
 
+def _artifact_text(settings, run_id: str, path: str) -> str:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(registry.client(settings).download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8")
+
+
 def failed(result, kind: str, metric: str, baseline: str | None = None) -> set[str]:
     """The sets on which a rule of this kind/metric (against this baseline) failed."""
     return {r["set"] for r in result["failed_rules"] if r["kind"] == kind and r["metric"] == metric
@@ -166,6 +174,12 @@ def test_corrupted_adapter_is_rejected_and_champion_stays(loop, tmp_path):
     assert registry.version_tags(settings, bad)[Tag.GATE] == "failed"
     assert registry.alias_version(settings, registry.CHAMPION) == good
     assert registry.alias_version(settings, registry.CHALLENGER) == good
+    # why, from MLflow alone: the report names each failed rule with its interval, slices have intervals too
+    page = _artifact_text(settings, result["eval_run_id"], "gate/report.html")
+    rows = [row for row in page.split("<tr") if "FAIL" in row and "non_regression" in row and "perplexity" in row]
+    assert len(rows) >= 2 and all(re.search(r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]", r) for r in rows), rows[:1]
+    assert re.search(r"intent=\w+</td><td>\d+</td><td>perplexity</td><td>[\d.]+ \[[\d.]+, [\d.]+\]", page)
+    assert "Worst examples" in page and f"candidate v{bad}" in page
     with pytest.raises(registry.RegistryError, match=f"version {bad}: it failed the gate"):
         registry.promote(settings, bad, reason="try", by="someone")
 

@@ -28,12 +28,19 @@ def paired_interval(candidate, baseline, *, higher_is_better: bool, resamples: i
         raise ValueError(f"paired bootstrap needs two equal, non-empty score vectors (got {cand.shape} and "
                          f"{base.shape})")
     diff = cand - base if higher_is_better else base - cand
+    low, high = mean_interval(diff, resamples=resamples, confidence=confidence, seed=seed)
+    return PairedInterval(len(diff), float(diff.mean()), low, high, confidence)
+
+
+def mean_interval(values, *, resamples: int, confidence: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (non-empty, 1-D)."""
+    values = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     for start in range(0, resamples, 500):  # chunks keep memory flat for large sets
         stop = min(start + 500, resamples)
-        idx = rng.integers(0, len(diff), size=(stop - start, len(diff)))
-        means[start:stop] = diff[idx].mean(axis=1)
+        idx = rng.integers(0, len(values), size=(stop - start, len(values)))
+        means[start:stop] = values[idx].mean(axis=1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
-    return PairedInterval(len(diff), float(diff.mean()), float(low), float(high), confidence)
+    return float(low), float(high)

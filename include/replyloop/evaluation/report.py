@@ -8,6 +8,7 @@ import math
 import numpy as np
 from tabulate import tabulate
 
+from replyloop.evaluation.bootstrap import mean_interval
 from replyloop.evaluation.scoring import METRICS, SetScores
 from replyloop.evaluation.sets import EvalSet
 
@@ -23,8 +24,19 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def metric_rows(sets: dict[str, EvalSet], models: dict[str, dict[str, SetScores]], slice_keys: list[str]):
-    """(header, rows): every metric of every set, and of every slice, for every model."""
+def _slice_cell(values: np.ndarray, bootstrap) -> str:
+    """A slice's mean per-reply score with its bootstrap interval (`bootstrap`: the gate file's settings)."""
+    if bootstrap is None or len(values) < 2 or np.isnan(values).any():
+        return _fmt(float(np.mean(values)))
+    low, high = mean_interval(values, resamples=bootstrap.resamples, confidence=bootstrap.confidence,
+                              seed=bootstrap.seed)
+    return f"{_fmt(float(np.mean(values)))} [{low:.4f}, {high:.4f}]"
+
+
+def metric_rows(sets: dict[str, EvalSet], models: dict[str, dict[str, SetScores]], slice_keys: list[str],
+                bootstrap=None):
+    """(header, rows): every metric of every set, and of every slice, for every model. A slice's cell is the
+    mean per-reply score, with its bootstrap interval when `bootstrap` (the gate file's settings) is given."""
     header = ["set", "slice", "n", "metric", *models]
     rows = []
     for set_name, es in sets.items():
@@ -43,7 +55,7 @@ def metric_rows(sets: dict[str, EvalSet], models: dict[str, dict[str, SetScores]
                     elif label == "all":
                         values.append(_fmt(s.summary[metric]))
                     else:
-                        values.append(_fmt(float(np.mean(s.scores[metric][idx]))) if idx else "")
+                        values.append(_slice_cell(np.asarray(s.scores[metric])[idx], bootstrap) if idx else "")
                 rows.append([set_name, label, len(idx), metric, *values])
     return header, rows
 
@@ -103,7 +115,7 @@ def log_run(settings, decision: dict, cfg, sets, models: dict[str, dict[str, Set
     from replyloop.reports import comparison_png, gate_report_html, intervals_png
     from replyloop.tracking import code_version, configure
 
-    header, rows = metric_rows(sets, models, slice_keys)
+    header, rows = metric_rows(sets, models, slice_keys, cfg.bootstrap)
     configure(settings)
     with mlflow.start_run(run_name=f"gate-v{decision['candidate']}") as run:
         mlflow.set_tags({"replyloop.stage": "evaluate", "replyloop.candidate_version": decision["candidate"],
