@@ -11,7 +11,8 @@ def target_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
 
 
-def summed_nll(model, tokenizer, pairs: list[tuple[list[int], list[int]]], batch_size: int = 8) -> list[tuple[float, int]]:
+def summed_nll(model, tokenizer, pairs: list[tuple[list[int], list[int]]],
+               batch_size: int = 8) -> list[tuple[float, int]]:
     """(summed negative log-likelihood in nats, token count) of each target after its context, for pairs of
     (context ids, target ids). Batched longest first (right padding, masked) to limit padding; the order of
     the output is the order of `pairs`."""
