@@ -20,13 +20,13 @@ messages to replies, so a candidate trained on shuffled replies is measurably wo
 Pre-training and LoRA take whole conversations (SEQ_LEN 384 tokens; the longest demo conversation is ~330
 with the system prompt), as the gate scores them. With the earlier 192 / 160 tokens (the system prompt
 alone is 93), training skipped the conversations whose last reply did not fit (76 of night 1's, 157 of
-night 2's) and never saw positions past 160-192, while 94 % of the held-out references end past 160 and
-half past 192: the gate judged the candidates where training never taught them, and the clean night-2
+night 2's) and never saw positions past 160-192, while the last reply of 94 % of demo conversations ends
+past token 160 and of 53 % past 192: the gate judged the candidates where training never taught them, and the clean night-2
 candidate came out worse than the champion on held-out perplexity (-0.156 nats/token over all 163
 held-out items, CI [-0.181, -0.132], 250 steps; -0.059 with the champion's own 100 steps). Checkpoint
 selection was not the cause: those candidates kept their last step, and the champion's recipe evaluates
 only at steps 0 and 100. With whole conversations (and 300 pre-training steps) the same candidates were
-better than the champion by +0.09 to +0.12 nats/token, but the pre-trained base was as good as any LoRA
+better than the champion by +0.08 to +0.12 nats/token, but the pre-trained base was as good as any LoRA
 on held-out (the champion -0.03 against it), so night 1 was refused; pre-training now stops at 100 steps.
 Training's checkpoint selection reads every held-out conversation (max_eval_examples 200, was 24): the first
 24 by id were all night 1's, so a candidate whose night-2 data made it worse on night-1 conversations kept
