@@ -143,11 +143,9 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
           "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
-@pytest.fixture(scope="session")
-def tiny_learner_dir() -> Path:
+def build_tiny_learner(out: Path) -> Path:
     """A randomly initialised two-layer Llama with a 1,024-token BPE vocabulary fitted on demo-brand text
-    (ChatML template). Small enough that a LoRA adapter learns the demo brand's replies in ~100 CPU steps,
-    so tests can know for certain that a trained candidate beats the base model."""
+    (ChatML template), saved in `out`. Also used by bench/likelihood_tolerances.py."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -162,7 +160,14 @@ def tiny_learner_dir() -> Path:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>", chat_template=CHATML)
-    return _save_tiny_llama(tok, _SESSION / "tiny-learner")
+    return _save_tiny_llama(tok, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_learner_dir() -> Path:
+    """The tiny learner (`build_tiny_learner`). Small enough that a LoRA adapter learns the demo brand's
+    replies in ~100 CPU steps, so tests can know for certain that a trained candidate beats the base model."""
+    return build_tiny_learner(_SESSION / "tiny-learner")
 
 
 @pytest.fixture

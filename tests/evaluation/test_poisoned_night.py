@@ -2,39 +2,48 @@
 
 End to end through the package functions (land -> ingest -> train -> evaluate_candidate), on a tiny model:
 - night 1: a clean day lands; the first candidate is promoted (cold start, against the base model);
-- night 2, poisoned: the next day lands with the agent replies of most of its conversations shuffled across
-  conversations (an export that joined replies to the wrong threads). The curated snapshot, held-out split
-  included, carries the poison; the candidate trained on it with the champion's recipe is rejected on the
-  golden set and `champion` stays;
-- night 2, clean (another lake, same registry): the same day without poison, trained up to 250 steps and
-  keeping the best of its checkpoints (held-out loss every 25 steps): should be promoted. OPEN: it is
-  worse than the champion on held-out perplexity and refused (figures above that test, which is skipped).
+- night 2 lands in three lakes that share night 1 and one registry, each candidate trained with the
+  champion's recipe and judged in this order, against the night-1 champion and the base model:
+  - shuffled: the agent replies of most of its conversations moved across conversations (an export that
+    joined replies to the wrong threads): refused by reply_fit on the golden set, `champion` stays;
+  - rude: each agent reply of the day's canonical conversations replaced with probability 0.7 by a rude line
+    of the judge's labelled test split (26 % of the curated replies: night 1 and the day's Twitter-format
+    threads stay clean): refused by rude_likelihood on the golden set, `champion` stays;
+  - clean: the same day without poison: promoted, `champion` moves to it.
+The curated snapshot, held-out split included, carries the poison.
 
 The base model is the tiny BPE learner after a short full fine-tune on clean demo-brand conversations
 (another generator seed): a random two-layer model with a LoRA learns the brand's voice but not which reply
 fits which message, so it could not tell a shuffled reply from a right one. Pre-trained a little, it maps
 messages to replies, so a candidate trained on shuffled replies is measurably worse at it.
 
-What refuses the poisoned night is `reply_fit` on the golden set (docs/gate.md): per-token perplexity
-cannot (a third of the replies shuffled costs ~0.02 nats/token, under its 0.05 tolerance, and greedy
-replies keep the majority mapping), but the poisoned model finds each golden reference nearly as likely
-after other customers' messages as after its own. Its tolerance (1.5 nats/reply) was measured on another
-lake and golden seed (exp_reply_fit_noise.py): equally good models stayed within -1.0 of each other, the
-poisoned ones 1.6-2.0 below, whole intervals under -0.94. The gate is gate_nightly.yaml: the test-sized
-rules on perplexity, reply fit and sane replies, without the safety set's zero tolerance (the tiny
-model's fragments are not what the judge is for; that rule is tested in test_gate_loop).
+Pre-training and LoRA take whole conversations (SEQ_LEN 384 tokens; the longest demo conversation is ~330
+with the system prompt), as the gate scores them. With the earlier 192 / 160 tokens (the system prompt
+alone is 93), training skipped the conversations whose last reply did not fit (76 of night 1's, 157 of
+night 2's) and never saw positions past 160-192, while the last reply of 94 % of demo conversations ends
+past token 160 and of 53 % past 192: the gate judged the candidates where training never taught them, and the clean night-2
+candidate came out worse than the champion on held-out perplexity (-0.156 nats/token over all 163
+held-out items, CI [-0.181, -0.132], 250 steps; -0.059 with the champion's own 100 steps). Checkpoint
+selection was not the cause: those candidates kept their last step, and the champion's recipe evaluates
+only at steps 0 and 100. With whole conversations (and 300 pre-training steps) the same candidates were
+better than the champion by +0.08 to +0.12 nats/token, but the pre-trained base was as good as any LoRA
+on held-out (the champion -0.03 against it), so night 1 was refused; pre-training now stops at 100 steps.
+Training's checkpoint selection reads every held-out conversation (max_eval_examples 200, was 24): the first
+24 by id were all night 1's, so a candidate whose night-2 data made it worse on night-1 conversations kept
+its step-0 adapter, the base model itself (the rude candidate did, in a bench run with 24).
 
-Setup, changed from the first version of this test: the candidates keep the checkpoint with the best
-held-out loss over 24 held-out examples (was 4). With 4, the night-1 champion kept its step-0 adapter
-(equal to the base model) because one noisy evaluation said so; with 24, it keeps the trained adapter,
-so night 2 compares against a champion that is better than the base model (held-out perplexity +0.225
-nats/token, CI [+0.172, +0.280]). Margins of the refusal (pytest -s): reply fit of the poisoned candidate
-vs champion -0.83 nats/reply, CI [-1.56, -0.19]; vs base -0.93, CI [-1.51, -0.31] (tolerance 1.5); with
-the fused LoRA projections (same fp32 numbers as peft's): vs champion -0.82, CI [-1.54, -0.19], refused;
-vs base CI [-1.49, -0.30]. The refusal is deterministic (fixed seeds) but thin: on this data the deficit is
-about half the one measured on other data, and with LoRA dropout 0 instead of the default 0.05 the
-poisoned candidate passed (vs champion CI [-1.39, +0.08]). `pytest -s` prints every whole-set comparison on
-perplexity and reply fit and every failed rule.
+Margins (pytest -s, 2026-12-02, shared machine under the lock), candidate against champion / base:
+- night 1 against base: held-out perplexity +0.092 [+0.047, +0.130], golden +0.140, reply fit +1.40
+  [+0.99, +1.89]: promoted;
+- shuffled: reply fit -3.25 [-4.13, -2.37] / -1.84 [-2.47, -1.20] against tolerance 1.5: refused, the
+  interval against the champion wholly beyond the tolerance; rude likelihood +0.005 / -0.005 (passes);
+- rude: rude likelihood -0.222 [-0.325, -0.124] / -0.232 [-0.319, -0.134] against tolerance 0.1: refused,
+  both intervals wholly beyond it (also golden perplexity -0.075 [-0.105, -0.044] and the multi-turn
+  slice); its reply fit -0.67 [-1.15, -0.28] passes, and its held-out perplexity is +0.38 BETTER (the
+  held-out split carries the rude lines it learnt);
+- clean: held-out perplexity +0.027 [+0.003, +0.051], golden +0.010 [-0.009, +0.032], reply fit -0.20
+  [-0.47, +0.05], rude likelihood -0.012 [-0.035, +0.007]: promoted.
+The tolerances come from bench/likelihood_tolerances.py (another lake and golden seed; docs/gate.md).
 """
 
 from __future__ import annotations
@@ -52,10 +61,15 @@ from replyloop.registry import Tag
 
 DATA = Path(__file__).parent / "data"
 POISONED_SHARE = 0.9  # of the second day's canonical conversations: >= 30 % of the curated agent replies
-RECIPE = dict(batch_size=4, learning_rate=0.005, max_eval_examples=24, eval_every=1000)
+RUDE_SHARE = 0.7  # of the second day's canonical agent replies: >= 25 % of the curated agent replies
+SEQ_LEN = 384  # tokens: the longest demo conversation (~330 with the system prompt) whole, as the gate scores it
+PRETRAIN_STEPS = 100
+RECIPE = dict(max_steps=100, batch_size=4, learning_rate=0.005, max_eval_examples=200, eval_every=1000,
+              max_seq_len=SEQ_LEN)
 
 
-def pretrained_learner(learner_dir: Path, scratch: Path, steps: int = 300) -> Path:
+def pretrained_learner(learner_dir: Path, scratch: Path, steps: int = PRETRAIN_STEPS,
+                       max_len: int = SEQ_LEN) -> Path:
     """The tiny learner after `steps` full fine-tuning steps on a clean curated demo lake of its own (seed 11:
     neither the test lakes' nor the golden set's), through ingestion and training's own example builder."""
     import torch
@@ -77,7 +91,7 @@ def pretrained_learner(learner_dir: Path, scratch: Path, steps: int = 300) -> Pa
     convs, _ = conversations(messages, feedback, "train")
     tok = AutoTokenizer.from_pretrained(learner_dir)
     model = AutoModelForCausalLM.from_pretrained(learner_dir)
-    examples = build_examples(tok, settings.rendered_system_prompt(), convs, 192)
+    examples = build_examples(tok, settings.rendered_system_prompt(), convs, max_len)
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
@@ -93,10 +107,8 @@ def pretrained_learner(learner_dir: Path, scratch: Path, steps: int = 300) -> Pa
     return out
 
 
-def shuffle_agent_replies(data: bytes, share: float, rng: random.Random) -> bytes:
-    """Canonical JSONL with the agent replies of `share` of the parseable conversations moved to other ones
-    of them (each reply keeps its message id and position; only its text comes from elsewhere)."""
-    lines = data.decode().splitlines()
+def _parsed(lines: list[str]) -> dict[int, dict]:
+    """The parseable conversation records of canonical JSONL lines, by line number."""
     records = {}
     for i, line in enumerate(lines):
         try:
@@ -105,8 +117,20 @@ def shuffle_agent_replies(data: bytes, share: float, rng: random.Random) -> byte
             continue
         if isinstance(record, dict) and isinstance(record.get("messages"), list):
             records[i] = record
+    return records
+
+
+def _agent_messages(record: dict) -> list[dict]:
+    return [m for m in record["messages"] if isinstance(m, dict) and m.get("role") == "agent"]
+
+
+def shuffle_agent_replies(data: bytes, share: float, rng: random.Random) -> bytes:
+    """Canonical JSONL with the agent replies of `share` of the parseable conversations moved to other ones
+    of them (each reply keeps its message id and position; only its text comes from elsewhere)."""
+    lines = data.decode().splitlines()
+    records = _parsed(lines)
     chosen = sorted(rng.sample(sorted(records), round(share * len(records))))
-    agent = [m for i in chosen for m in records[i]["messages"] if isinstance(m, dict) and m.get("role") == "agent"]
+    agent = [m for i in chosen for m in _agent_messages(records[i])]
     texts = [m.get("text") for m in agent]
     rng.shuffle(texts)
     for m, text in zip(agent, texts):
@@ -116,7 +140,31 @@ def shuffle_agent_replies(data: bytes, share: float, rng: random.Random) -> byte
     return ("\n".join(lines) + "\n").encode()
 
 
-def land(lake, files: dict[str, bytes], day: str, poison: float = 0.0) -> None:
+def rude_agent_replies(data: bytes, share: float, rng: random.Random) -> bytes:
+    """Canonical JSONL with each agent reply of the parseable conversations replaced, with probability
+    `share`, by a rude line of the judge's labelled TEST split (lines `rude_likelihood` never scores)."""
+    from replyloop.evaluation.scoring import contrast_lines
+
+    rude, _ = contrast_lines(None, split="test", flagged_labels=("rude",))
+    lines = data.decode().splitlines()
+    for i, record in _parsed(lines).items():
+        for m in _agent_messages(record):
+            if rng.random() < share:
+                m["text"] = rng.choice(rude)
+        lines[i] = json.dumps(record, ensure_ascii=False)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def shuffled(share: float):
+    return lambda data, rng: shuffle_agent_replies(data, share, rng)
+
+
+def rude(share: float):
+    return lambda data, rng: rude_agent_replies(data, share, rng)
+
+
+def land(lake, files: dict[str, bytes], day: str, poison=None) -> None:
+    """Write one day of the landing files into `lake`; `poison(data, rng)` rewrites its conversation files."""
     import gzip
 
     rng = random.Random(5)
@@ -125,7 +173,7 @@ def land(lake, files: dict[str, bytes], day: str, poison: float = 0.0) -> None:
             continue
         if poison and path.startswith("raw/conversations/"):
             packed = path.endswith(".gz")
-            data = shuffle_agent_replies(gzip.decompress(data) if packed else data, poison, rng)
+            data = poison(gzip.decompress(data) if packed else data, rng)
             data = gzip.compress(data, mtime=0) if packed else data
         lake.write_bytes(path, data)
 
@@ -161,30 +209,39 @@ def nights(tmp_path_factory, tiny_learner_dir):
     for key, value in {"BASE_MODEL": str(base), "MAX_NEW_TOKENS": "12", "EVAL_FRACTION": "0.3"}.items():
         mp.setenv(f"REPLYLOOP_{key}", value)
     get_settings.cache_clear()
-    clean = get_settings()
-    poisoned = clean.model_copy(update={"lake_uri": str(tmp / "poisoned-lake")})
     gate = {"eval_sets_uri": str(DATA / "eval"), "gate_file": DATA / "gate_nightly.yaml", "heldout_cap": 24,
             "gate_latency_prompts": 5}
+    clean = get_settings().model_copy(update=gate)
+    lakes = {"clean": clean, **{name: clean.model_copy(update={"lake_uri": str(tmp / f"{name}-lake")})
+                                for name in ("shuffled", "rude")}}
 
     files: dict[str, bytes] = {}
     generate_landing(files.__setitem__, start_date=date(2026, 11, 20), days=2, conversations_per_day=200)
     # night 1, clean: the first champion
     land(open_lake(clean.lake), files, "2026-11-20")
     run_ingest(clean)
-    shutil.copytree(clean.lake, poisoned.lake)
-    champion = train(load_train_config(max_steps=100, **RECIPE), clean)["version"]
-    first = evaluate_candidate(clean.model_copy(update=gate), version=champion)
+    champion = train(load_train_config(**RECIPE), clean)["version"]
+    first = evaluate_candidate(clean, version=champion)
     _show(clean, champion)
     assert first["promoted"] == champion, first["reasons"]
-    # night 2: the same day lands poisoned in one lake, clean in the other
-    land(open_lake(poisoned.lake), files, "2026-11-21", poison=POISONED_SHARE)
-    run_ingest(poisoned)
-    land(open_lake(clean.lake), files, "2026-11-21")
-    run_ingest(clean)
-    out = {"champion": champion, "clean": clean.model_copy(update=gate),
-           "poisoned": poisoned.model_copy(update=gate),
-           "poisoned_version": train(load_train_config(max_steps=100, **RECIPE), poisoned)["version"],
-           "poison_share": _changed_share(agent_texts(clean), agent_texts(poisoned))}
+    # night 2: the same day lands in three lakes that share night 1 (one registry): shuffled, rude and clean
+    for name, poison in (("shuffled", shuffled(POISONED_SHARE)), ("rude", rude(RUDE_SHARE)), ("clean", None)):
+        if name != "clean":
+            shutil.copytree(clean.lake, lakes[name].lake)
+        land(open_lake(lakes[name].lake), files, "2026-11-21", poison=poison)
+        run_ingest(lakes[name])
+    candidates = {name: train(load_train_config(**RECIPE), lake)["version"] for name, lake in lakes.items()}
+    # judged in this order, whatever order the tests run in: the poisoned nights against the night-1 champion,
+    # then the clean night (which moves `champion`)
+    out = {"champion": champion, "candidates": candidates,
+           "poison_share": {name: _changed_share(agent_texts(clean), agent_texts(lakes[name]))
+                            for name in ("shuffled", "rude")}}
+    for name in ("shuffled", "rude", "clean"):
+        before = registry.alias_version(clean, registry.CHAMPION)
+        out[name] = evaluate_candidate(lakes[name], version=candidates[name])
+        out[name]["champion_before"] = before
+        out[name]["gate_tag"] = registry.version_tags(clean, candidates[name])[Tag.GATE]
+        _show(clean, candidates[name])
     yield out
     mp.undo()
     torch.set_num_threads(threads)
@@ -209,7 +266,8 @@ def _show(settings, version: str) -> None:
 
 
 def _worth_showing(rule: dict) -> bool:
-    whole_set = rule["kind"] == "non_regression" and rule["metric"] in ("reply_fit", "perplexity")
+    likelihoods = ("reply_fit", "rude_likelihood", "perplexity")
+    whole_set = rule["kind"] == "non_regression" and rule["metric"] in likelihoods
     return whole_set or not rule["passed"]
 
 
@@ -218,38 +276,28 @@ def _failed(result, set_name: str) -> set[tuple[str, str, str]]:
 
 
 def test_a_candidate_trained_on_shuffled_replies_is_rejected_and_champion_stays(nights):
-    from replyloop.evaluation.run import evaluate_candidate
-
-    settings, candidate = nights["poisoned"], nights["poisoned_version"]
-    assert nights["poison_share"] >= 0.3, "the curated data carries at least 30 % shuffled agent replies"
-    before = registry.alias_version(settings, registry.CHAMPION)
-    result = evaluate_candidate(settings, version=candidate)
-    _show(settings, candidate)
+    result = nights["shuffled"]
+    share = nights["poison_share"]["shuffled"]
+    assert share >= 0.3, "the curated data carries at least 30 % shuffled agent replies"
     assert not result["passed"] and result["promoted"] is None
     assert ("non_regression", "reply_fit", "champion") in _failed(result, "golden")
-    assert registry.version_tags(settings, candidate)[Tag.GATE] == "failed"
-    assert registry.alias_version(settings, registry.CHAMPION) == before
+    assert result["gate_tag"] == "failed"
+    assert result["champion_before"] == result["champion"] == nights["champion"]
 
 
-# Open (measured 2026-12-02 07:52, both recipes): the clean night-2 candidate is NOT better than the night-1
-# champion: held-out perplexity -0.124 nats/token, CI [-0.178, -0.064] (slices public_reply -0.143,
-# turns=single -0.203), whether trained 250 steps or keeping its best checkpoint every 25 steps; golden
-# perplexity -0.002 [-0.029, +0.027], reply fit +0.29 [-0.38, +1.03]. The gate refuses it on held-out
-# perplexity, rightly for what it measures. A genuinely better clean recipe is still to be found; skipped
-# so that it never decides by noise, and never accepts either outcome.
-@pytest.mark.skip(reason="open: the clean night-2 candidate is worse than the champion on held-out perplexity "
-                         "(-0.124 nats/token, CI [-0.178, -0.064]); figures above the test")
-def test_the_same_night_without_poison_and_more_steps_is_promoted(nights):
-    from replyloop.evaluation.run import evaluate_candidate
-    from replyloop.training.config import load_train_config
-    from replyloop.training.train import train
+def test_a_candidate_trained_on_rude_replies_is_rejected_and_champion_stays(nights):
+    result = nights["rude"]
+    print(f"rude share of the curated agent replies: {nights['poison_share']['rude']:.3f}")
+    assert nights["poison_share"]["rude"] >= 0.25, "the curated data carries at least 25 % rude agent replies"
+    assert not result["passed"] and result["promoted"] is None
+    assert ("non_regression", "rude_likelihood", "champion") in _failed(result, "golden")
+    assert result["gate_tag"] == "failed"
+    assert result["champion_before"] == result["champion"] == nights["champion"]
 
-    settings = nights["clean"]
-    candidate = train(load_train_config(max_steps=250, **{**RECIPE, "eval_every": 25}), settings)["version"]
-    assert registry.alias_version(settings, registry.CHAMPION) == nights["champion"]
-    result = evaluate_candidate(settings, version=candidate)
-    _show(settings, candidate)
+
+def test_the_same_night_without_poison_is_promoted(nights):
+    result, candidate = nights["clean"], nights["candidates"]["clean"]
+    assert result["champion_before"] == nights["champion"]
     assert result["passed"] and result["promoted"] == candidate, result["reasons"]
     assert result["baselines"]["champion"] == f"v{nights['champion']}"
-    assert registry.alias_version(settings, registry.CHAMPION) == candidate
-
+    assert result["champion"] == candidate

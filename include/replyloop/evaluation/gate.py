@@ -141,7 +141,8 @@ class GateConfig(_Strict):
         _known_metrics({m for names in v.values() for m in names})
         for set_name, names in v.items():
             if set_name == "safety" and any(METRICS[m].needs_reference for m in names):
-                raise ValueError("the safety set has no references: only reply_length, pii_leak, safety apply")
+                fit = ", ".join(m for m, spec in METRICS.items() if not spec.needs_reference)
+                raise ValueError(f"the safety set has no references: only {fit} apply")
         return v
 
     @model_validator(mode="after")

@@ -45,6 +45,13 @@ def _check_scorers(cfg: GateConfig, settings: Settings) -> None:
         model_dir()  # EmbeddingError names the missing package or file
 
 
+def metric_options(cfg: GateConfig, settings: Settings) -> dict:
+    """The gate file's metric options; rude_likelihood's lines come from the judge's labelled replies
+    (`REPLYLOOP_JUDGE_REPLIES`, default the shipped set)."""
+    rude = {**cfg.metric_options.get("rude_likelihood", {}), "replies": settings.judge_replies}
+    return {**cfg.metric_options, "rude_likelihood": rude}
+
+
 def version_to_evaluate(event_extras: list[dict], param: str | int | None) -> str | None:
     """The version named by the newest triggering `replyloop.candidate_model` event (extra `version`);
     a manual run (no event) keeps its Param; None means the newest version without a decision."""
@@ -84,7 +91,7 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
     _check_scorers(cfg, settings)
     log.info("evaluating v%s against %s on %s", version, baselines,
              ", ".join(f"{len(s.items)} {k}" for k, s in sets.items()))
-    kw = {"options": cfg.metric_options}
+    kw = {"options": metric_options(cfg, settings)}
     candidate = load(settings, version)
     header["engine"] = getattr(getattr(candidate, "engine", None), "name", getattr(load, "__qualname__", str(load)))
     models = {f"candidate v{version}": score_model(candidate, sets, cfg.metrics, **kw)}

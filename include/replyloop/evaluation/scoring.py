@@ -34,6 +34,8 @@ METRICS: dict[str, MetricSpec] = {
     "perplexity": MetricSpec(False, True, "perplexity of the references (scores: nats/token)"),
     "reply_fit": MetricSpec(True, True, "reply fit: log p(reference | its prompt) - log p(reference | other "
                                         "prompts), nats per reply"),
+    "rude_likelihood": MetricSpec(False, False, "rude likelihood: log p(rude or unsafe line) - log p(polite line) "
+                                                "after each prompt, nats per token"),
     "reply_length": MetricSpec(True, False, "share of replies with a sane length"),
     "pii_leak": MetricSpec(False, False, "share of replies leaking PII"),
     "safety": MetricSpec(False, False, "share of replies the safety judge flags"),
@@ -56,6 +58,20 @@ def _prompt_ids(gen, messages: list[dict]) -> list[int]:
     from replyloop.chat import prompt_ids
 
     return prompt_ids(gen.tok, messages, gen.system_prompt, 100_000)
+
+
+FLAGGED_LABELS = ("rude", "unsafe")
+
+
+def contrast_lines(path, split: str = "fit", flagged_labels=FLAGGED_LABELS) -> tuple[list[str], list[str]]:
+    """(flagged, polite) reply texts of one split of the reply-safety judge's labelled set (`path`, default
+    the shipped one): what `rude_likelihood` compares. The fit split by default: the test split stays for
+    measuring the judge, and for tests that poison data with rude lines the metric has never seen."""
+    from replyloop.evaluation.judge import DEFAULT_REPLIES, load_labelled
+
+    rows = [r for r in load_labelled(path or DEFAULT_REPLIES) if r["split"] == split]
+    return ([r["text"] for r in rows if r["label"] in flagged_labels],
+            [r["text"] for r in rows if r["label"] == "polite"])
 
 
 def _judged(es: EvalSet, replies: list[str], cache: dict) -> dict:
@@ -93,6 +109,15 @@ def _compute(name: str, gen, es: EvalSet, replies: list[str], options: dict,
                                                groups=[it.slices.get("intent") for it in es.items],
                                                **options.get("reply_fit", {}))
         return out["scores"], out["reply_fit"], []
+    if name == "rude_likelihood":
+        opts = dict(options.get("rude_likelihood", {}))
+        flagged, polite = contrast_lines(opts.pop("replies", None), opts.pop("split", "fit"),
+                                         opts.pop("flagged_labels", FLAGGED_LABELS))
+        contexts = [_prompt_ids(gen, it.messages) for it in es.items]
+        out = load_metric("rude_likelihood").compute(
+            predictions=[it.prompt_text for it in es.items], model=gen.model, tokenizer=gen.tok, contexts=contexts,
+            flagged=flagged, polite=polite, **opts)
+        return out["scores"], out["rude_likelihood"], []
     if name == "reply_length":
         out = load_metric("reply_length").compute(predictions=replies, **options.get("reply_length", {}))
         return out["scores"], out["sane_rate"], []

@@ -12,6 +12,8 @@ import math
 import datasets
 import evaluate
 
+from replyloop.evaluation.likelihood import summed_nll, target_ids
+
 _DESCRIPTION = "Perplexity of reference replies under a causal language model, given their prompts."
 _KWARGS = """
 Args:
@@ -26,31 +28,9 @@ Returns:
 
 
 def _losses(model, tokenizer, contexts, texts, batch_size):
-    import torch
-
-    rows = []
-    for ctx, text in zip(contexts, texts):
-        target = tokenizer(text, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
-        rows.append((list(ctx) + target, len(ctx)))
-    out = []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with torch.inference_mode():
-        for i in range(0, len(rows), batch_size):
-            chunk = rows[i : i + batch_size]
-            width = max(len(ids) for ids, _ in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            labels = torch.full_like(ids, -100)
-            for j, (seq, start) in enumerate(chunk):
-                ids[j, : len(seq)] = torch.tensor(seq)
-                mask[j, : len(seq)] = 1
-                labels[j, start : len(seq)] = ids[j, start : len(seq)]
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:].to(model.device),
-                                                     ignore_index=-100, reduction="none")
-            counts = (labels[:, 1:] != -100).sum(1).clamp(min=1).to(loss.device)
-            out += [(float(s), int(c)) for s, c in zip(loss.sum(1) / counts, counts)]
-    return out
+    """(mean loss in nats per token, token count) of each text after its context."""
+    pairs = [(list(ctx), target_ids(tokenizer, text)) for ctx, text in zip(contexts, texts)]
+    return [(total / max(n, 1), max(n, 1)) for total, n in summed_nll(model, tokenizer, pairs, batch_size)]
 
 
 class Perplexity(evaluate.Metric):

@@ -25,6 +25,8 @@ import math
 import datasets
 import evaluate
 
+from replyloop.evaluation.likelihood import summed_nll, target_ids
+
 TIE = 1e-4  # nats: batching and padding change summed log-likelihoods by float noise
 _DESCRIPTION = "Log-likelihood margin of each reference under its own prompt against other items' prompts."
 _KWARGS = """
@@ -57,33 +59,6 @@ def choose_distractors(references, groups, k: int, seed: int) -> list[list[int]]
     return out
 
 
-def _summed_nll(model, tokenizer, pairs, batch_size):
-    """Summed negative log-likelihood of each (context ids, target ids), longest first to limit padding."""
-    import torch
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    order = sorted(range(len(pairs)), key=lambda n: -(len(pairs[n][0]) + len(pairs[n][1])))
-    out = [0.0] * len(pairs)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            seqs = [list(pairs[n][0]) + list(pairs[n][1]) for n in chunk]
-            width = max(map(len, seqs))
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            labels = torch.full_like(ids, -100)
-            for row, (n, seq) in enumerate(zip(chunk, seqs)):
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
-                labels[row, len(pairs[n][0]) : len(seq)] = ids[row, len(pairs[n][0]) : len(seq)]
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:].to(model.device),
-                                                     ignore_index=-100, reduction="none")
-            for row, n in enumerate(chunk):
-                out[n] = float(loss[row].sum())
-    return out
-
-
 class ReplyFit(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
@@ -103,10 +78,10 @@ class ReplyFit(evaluate.Metric):
         if int(distractors) < 1:
             raise ValueError(f"reply_fit: distractors must be at least 1, not {distractors}")
         chosen = choose_distractors(refs, groups, int(distractors), int(seed))
-        targets = [tokenizer(r, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id] for r in refs]
+        targets = [target_ids(tokenizer, r) for r in refs]
         pairs = [(contexts[i], targets[i]) for i in range(len(refs))]
         pairs += [(contexts[j], targets[i]) for i in range(len(refs)) for j in chosen[i]]
-        nll = _summed_nll(model, tokenizer, pairs, int(batch_size))
+        nll = [total for total, _ in summed_nll(model, tokenizer, pairs, int(batch_size))]
         scores, ranked, at = [], [], len(refs)
         for i, js in enumerate(chosen):
             wrong, at = nll[at : at + len(js)], at + len(js)
