@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from replyloop.training.config import load_train_config, make_lora_config
@@ -30,6 +32,7 @@ def test_unknown_setting_is_refused(tmp_path):
     ({"precision": "fp8"}, r"precision='fp8' must be one of auto, fp32, bf16"),
     ({"num_threads": -1}, r"num_threads=-1 must be an integer >= 0"),
     ({"grad_accum": 0}, r"grad_accum=0 must be an integer >= 1"),
+    ({"lr_schedule": "step"}, r"lr_schedule='step' must be one of cosine, linear"),
 ])
 def test_impossible_settings_are_named(overrides, message):
     from replyloop.training.config import TrainConfigError
@@ -50,3 +53,23 @@ def test_cli_names_the_impossible_setting(settings):
 def test_target_modules_from_a_param_string():
     cfg = load_train_config(lora_target_modules="q_proj, v_proj")
     assert cfg.lora.target_modules == ["q_proj", "v_proj"]
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("cosine", [1.0, 0.5 * (1 + math.cos(math.pi / 4)), 0.5, 0.5 * (1 + math.cos(3 * math.pi / 4)), 0.0]),
+    ("linear", [1.0, 0.75, 0.5, 0.25, 0.0]),
+])
+def test_lr_schedule_decays_as_named(schedule, expected):
+    """Without warm-up, the learning rate of step k (from 0) over 4 steps: cosine or linear to 0."""
+    import torch
+
+    from replyloop.training.loop import Trainer
+
+    cfg = load_train_config(max_steps=4, warmup_steps=0, learning_rate=1.0, lr_schedule=schedule)
+    trainer = Trainer(torch.nn.Linear(2, 2), cfg, [], [], 0, torch.device("cpu"), torch.float32)
+    lrs = []
+    for _ in range(5):
+        lrs.append(trainer.scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    assert lrs == pytest.approx(expected, abs=1e-9)

@@ -17,6 +17,7 @@ import yaml
 from replyloop.resources import ROOT as RESOURCES
 
 PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("cosine", "linear")
 
 
 class TrainConfigError(ValueError):
@@ -46,6 +47,8 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     learning_rate: float = 2e-4
     warmup_steps: int = 4
+    lr_schedule: str = field(default="cosine", metadata={"help": "decay after the warm-up, to 0 at max_steps: cosine "
+                                                                 "| linear (transformers Trainer's default)"})
     weight_decay: float = 0.0
     max_seq_len: int = field(default=256, metadata={"help": "tokens per example; oldest turns dropped beyond"})
     eval_every: int = 10
@@ -73,6 +76,7 @@ class TrainConfig:
                "must be an integer >= 0")
         _check(self.early_stopping_patience >= 0, "early_stopping_patience", self.early_stopping_patience,
                "must be >= 0")
+        _check(self.lr_schedule in SCHEDULES, "lr_schedule", self.lr_schedule, f"must be one of {', '.join(SCHEDULES)}")
         _check(self.precision in PRECISIONS, "precision", self.precision, f"must be one of {', '.join(PRECISIONS)}")
         if isinstance(self.lora, dict):
             self.lora = LoraSettings(**self.lora)

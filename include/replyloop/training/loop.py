@@ -1,4 +1,4 @@
-"""The training loop: AdamW on the LoRA weights, warm-up + cosine schedule, gradient accumulation, bf16
+"""The training loop: AdamW on the LoRA weights, warm-up + cosine (or linear) decay, gradient accumulation, bf16
 autocast where the device has it, held-out evaluation with early stopping that keeps the best adapter,
 and checkpoints a retry resumes from.
 
@@ -71,14 +71,15 @@ class Trainer:
     def __init__(self, model, cfg: TrainConfig, train: list[Example], held_out: list[Example], pad_id: int,
                  device, dtype, *, fail_after_step: int | None = None, dp=None):
         import torch
-        from transformers import get_cosine_schedule_with_warmup
+        from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
         self.model, self.cfg, self.train, self.held_out = model, cfg, train, held_out
         self.pad_id, self.device, self.dtype, self.fail_after_step = pad_id, device, dtype, fail_after_step
         self.dp = dp or SingleProcess()  # data parallelism: see training/distributed.py
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, cfg.warmup_steps, cfg.max_steps)
+        schedule = get_linear_schedule_with_warmup if cfg.lr_schedule == "linear" else get_cosine_schedule_with_warmup
+        self.scheduler = schedule(self.optimizer, cfg.warmup_steps, cfg.max_steps)
         self.state = LoopState()
 
     # --- checkpoints -------------------------------------------------------------------------------
