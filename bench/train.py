@@ -104,7 +104,7 @@ def flops_per_token(model, head_positions_share: float) -> float:
 
 
 def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float, precision: str = "auto",
-               seed: int = 17) -> dict:
+               seed: int = 17, lora_dropout: float | None = None) -> dict:
     import torch
 
     from replyloop.training.checkpoint import trainable_state
@@ -118,6 +118,7 @@ def run_recipe(recipe: str, work: Path, steps: int, batch: int, lr: float, preci
     cfg = load_train_config(max_steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=0, lr_schedule="linear",
                             early_stopping_patience=0, checkpoint_every=10_000, eval_every=10_000,
                             precision=precision, seed=seed,
+                            **({} if lora_dropout is None else {"lora_dropout": lora_dropout}),
                             max_seq_len=max(max_len, 8))
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
@@ -215,7 +216,8 @@ def _canonical(base_path: str, cfg, train):
 def child(recipe: str, work: Path, args, seed: int = 17) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", recipe, "--work", str(work), "--steps", str(args.steps),
                           "--batch", str(args.batch), "--lr", str(args.lr), "--precision", args.precision,
-                          "--threads", str(args.threads), "--seeds", str(seed)],
+                          "--threads", str(args.threads), "--seeds", str(seed),
+                          *([] if args.lora_dropout is None else ["--lora-dropout", str(args.lora_dropout)])],
                          capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{recipe} failed:\n{out.stderr[-4000:]}")
@@ -235,6 +237,8 @@ def main() -> None:
                    "one per core)")
     p.add_argument("--seeds", default="17,18,19", help="comma-separated seeds; each recipe trains once per seed (LoRA "
                    "init, example order, dropout) and the held-out losses are compared by their mean")
+    p.add_argument("--lora-dropout", type=float, default=None, help="both recipes' LoRA dropout (default: "
+                   "train.yaml's)")
     p.add_argument("--child", choices=["replyloop", "canonical", "untrained"])
     p.add_argument("--work", type=Path)
     args = p.parse_args()
@@ -247,7 +251,7 @@ def main() -> None:
         return
     if args.child:
         print(json.dumps(run_recipe(args.child, args.work, args.steps, args.batch, args.lr, args.precision,
-                                    int(args.seeds))))
+                                    int(args.seeds), args.lora_dropout)))
         return
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         work = Path(tmp)
