@@ -28,7 +28,8 @@ class TrainConfigError(ValueError):
 class LoraSettings:
     r: int = field(default=8, metadata={"help": "LoRA rank (>= 1)"})
     alpha: float = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r), > 0"})
-    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input, in [0, 1)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input, in [0, 1) (0: the fused LoRA path "
+                                                         "runs q/k/v and gate/up as one matmul each)"})
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
     def __post_init__(self):
