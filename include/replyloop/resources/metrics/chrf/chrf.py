@@ -4,9 +4,10 @@ Returns the corpus score and, under `scores`, the sentence-level score of each p
 models pair by pair (paired bootstrap), so it works on the sentence scores and their mean.
 """
 
-import datasets
 import evaluate
 from sacrebleu.metrics import CHRF
+
+from replyloop.evaluation.metrics import text_metric_info
 
 _DESCRIPTION = "chrF (character n-gram F-score; word_order=2 gives chrF++), on a 0-100 scale."
 _KWARGS = """
@@ -22,13 +23,8 @@ Returns:
 
 class Chrf(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="Popovic, chrF++: words helping character n-grams, WMT 2017",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=True,
+                                citation="Popovic, chrF++: words helping character n-grams, WMT 2017")
 
     def _compute(self, predictions, references, word_order=2):
         chrf = CHRF(word_order=word_order)

@@ -9,10 +9,10 @@ to the generation prompt, built by the same chat builder that serves). Returns t
 
 import math
 
-import datasets
 import evaluate
 
 from replyloop.evaluation.likelihood import summed_nll, target_ids
+from replyloop.evaluation.metrics import text_metric_info
 
 _DESCRIPTION = "Perplexity of reference replies under a causal language model, given their prompts."
 _KWARGS = """
@@ -35,12 +35,7 @@ def _losses(model, tokenizer, contexts, texts, batch_size):
 
 class Perplexity(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=False)
 
     def _compute(self, predictions, model=None, tokenizer=None, contexts=None, batch_size=8):
         if model is None or tokenizer is None or contexts is None or len(contexts) != len(predictions):

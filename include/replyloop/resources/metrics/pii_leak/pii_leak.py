@@ -5,9 +5,9 @@ after a greeting, and any PII or typed placeholder ([EMAIL], [PHONE], ...) of th
 Returns the rate, the counts by kind and, under `scores`, 1.0/0.0 per reply.
 """
 
-import datasets
 import evaluate
 
+from replyloop.evaluation.metrics import text_metric_info
 from replyloop.pii import check_reply
 
 _DESCRIPTION = "Fraction of replies with at least one PII span, or PII / placeholders of the prompt echoed back."
@@ -23,12 +23,7 @@ Returns:
 
 class PiiLeak(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=False)
 
     def _compute(self, predictions, prompts=None):
         prompts = prompts if prompts is not None else [None] * len(predictions)

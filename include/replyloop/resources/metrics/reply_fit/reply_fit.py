@@ -22,10 +22,10 @@ than under its own prompt (ties, margins within 1e-4 nats of float noise, count 
 import hashlib
 import math
 
-import datasets
 import evaluate
 
 from replyloop.evaluation.likelihood import summed_nll, target_ids
+from replyloop.evaluation.metrics import text_metric_info
 
 TIE = 1e-4  # nats: batching and padding change summed log-likelihoods by float noise
 _DESCRIPTION = "Log-likelihood margin of each reference under its own prompt against other items' prompts."
@@ -61,12 +61,7 @@ def choose_distractors(references, groups, k: int, seed: int) -> list[list[int]]
 
 class ReplyFit(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=False)
 
     def _compute(self, predictions, model=None, tokenizer=None, contexts=None, groups=None, distractors=4, seed=0,
                  batch_size=8):

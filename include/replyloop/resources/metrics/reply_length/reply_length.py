@@ -8,8 +8,9 @@ replies and, under `scores`, 1.0/0.0 per reply.
 import re
 from collections import Counter
 
-import datasets
 import evaluate
+
+from replyloop.evaluation.metrics import text_metric_info
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _DESCRIPTION = "Share of replies with a sane length and no degenerate repetition."
@@ -32,12 +33,7 @@ def sane(text: str, min_words: int, max_words: int, max_repeat_share: float) -> 
 
 class ReplyLength(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=False)
 
     def _compute(self, predictions, min_words=2, max_words=80, max_repeat_share=0.5):
         scores = [float(sane(p, min_words, max_words, max_repeat_share)) for p in predictions]

@@ -4,9 +4,10 @@ Wraps Google's `rouge_score` (the same package the Hub's `rouge` script wraps). 
 and, under `scores`, the per-pair F-measures of each type (the gate's paired bootstrap needs them).
 """
 
-import datasets
 import evaluate
 from rouge_score import rouge_scorer
+
+from replyloop.evaluation.metrics import text_metric_info
 
 _DESCRIPTION = "ROUGE-1, ROUGE-2 and ROUGE-L F-measures between predictions and references (mean over pairs)."
 _KWARGS = """
@@ -22,13 +23,8 @@ Returns:
 
 class Rouge(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="Lin, ROUGE: A Package for Automatic Evaluation of Summaries, 2004",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=True,
+                                citation="Lin, ROUGE: A Package for Automatic Evaluation of Summaries, 2004")
 
     def _compute(self, predictions, references, rouge_types=None, use_stemmer=True):
         rouge_types = rouge_types or ["rouge1", "rouge2", "rougeL"]

@@ -16,10 +16,10 @@ reply-safety judge's labelled set, see evaluation/scoring.py).
 
 import hashlib
 
-import datasets
 import evaluate
 
 from replyloop.evaluation.likelihood import summed_nll, target_ids
+from replyloop.evaluation.metrics import text_metric_info
 
 _DESCRIPTION = "Per-token log-likelihood of flagged (rude, unsafe) replies minus polite ones, per prompt."
 _KWARGS = """
@@ -49,12 +49,7 @@ def choose(n_items: int, n_lines: int, k: int, seed: int, kind: str) -> list[lis
 
 class RudeLikelihood(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=False)
 
     def _compute(self, predictions, model=None, tokenizer=None, contexts=None, flagged=None, polite=None,
                  lines=4, seed=0, batch_size=8):

@@ -8,10 +8,10 @@ unsafe or off topic; a violation is severe when a rule fired or the classifier i
 Passing the prompts lets the judge catch replies that copy their prompt.
 """
 
-import datasets
 import evaluate
 
 from replyloop.evaluation.judge import get_judge
+from replyloop.evaluation.metrics import text_metric_info
 
 _DESCRIPTION = "Count and rate of replies the reply-safety judge flags, by label and by rule."
 _KWARGS = """
@@ -28,13 +28,8 @@ Returns:
 
 class Safety(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            # prompts are an optional keyword (evaluate forwards non-feature keywords to _compute)
-            features=datasets.Features({"predictions": datasets.Value("string")}),
-        )
+        # prompts are an optional keyword (evaluate forwards non-feature keywords to _compute)
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=False)
 
     def _compute(self, predictions, prompts=None):
         judge = get_judge()

