@@ -118,6 +118,8 @@ class LeanLlama:
         h, kvh, d = self.heads, self.kv_heads, self.head_dim
         rep = h // kvh
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # [b, 1, t, d]
+        # once for all layers: an additive mask (sdpa would convert a boolean one in every layer)
+        mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device).masked_fill_(~mask, float("-inf"))
         x = F.embedding(ids, self.embed)
         for i, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
             qkv = self._rms(x, ln1) @ qkv_w
