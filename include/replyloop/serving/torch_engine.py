@@ -11,7 +11,10 @@ the penalties see the whole prompt by construction. What it adds:
   right-aligned after padding that the attention mask hides (positions follow the mask, so each row is
   computed as if it had no padding). The pad token is the end-of-sequence token, which every prompt
   already holds, so the padding adds nothing that the repetition penalty could see;
-- weights in bf16 where the device computes bf16 natively (opt-in on CPU, see `docs/api.md`).
+- weights in bf16 where the device computes bf16 natively (opt-in on CPU, see `docs/api.md`);
+- for Llama-architecture models, a lean decoding loop instead of `generate` (`lean_llama.LeanLlama`: the
+  same arithmetic on a preallocated KV cache, the rows' conversation parts prefilled packed, no padding
+  computed) that does what `generate` does with the same ids, mask, positions and logits processors.
 """
 
 from __future__ import annotations
