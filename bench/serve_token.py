@@ -11,7 +11,9 @@ decoding step for one stream, whatever the engine.
 
 Variants (name:threads):
   naive          unmerged PeftModel, `generate` per request (bench/serve.py's baseline)
-  torch          the serving engine (merged LoRA, cached system prompt), float32
+  torch          the serving engine (merged LoRA, cached system prompt, lean decoding loop), float32
+  torch-generate the same engine decoding with transformers' `generate` (its path before the lean loop,
+                 and still its path for models the lean loop does not mirror)
   torch-bf16     the same in bfloat16 weights
   spec-bf16-K    float32 engine, lone requests decoded speculatively: a bfloat16 copy drafts up to K tokens,
                  the float32 model keeps those it would have chosen (serving/speculative.py)
@@ -90,6 +92,8 @@ def build(settings, version: str, kind: str):
         return run, gen.model, time.perf_counter() - t
     dtype = torch.bfloat16 if kind == "torch-bf16" else None
     engine = TorchEngine(gen, dtype=dtype)
+    if kind == "torch-generate":
+        engine.lean = None
     if kind.startswith("spec-"):
         _, draft, k = kind.split("-")
         engine.use_draft({"bf16": "bfloat16", "int8": "int8"}[draft], k=int(k))

@@ -2,7 +2,8 @@
 
 Chosen by measurement (bench/serve.py, docs/api.md). The torch engine (`torch_engine.TorchEngine`) is the
 version's own reply generator (LoRA merged, as the pyfunc loads it) with a cached system-prompt prefix and
-one `generate` per micro-batch, so it decodes by the reference rule by construction: greedy, repetition
+one decoding loop per micro-batch (`generate`, or for Llama models a lean loop doing what `generate` does,
+`lean_llama.py`) with the reference generator's logits processors, so it decodes by the reference rule: greedy, repetition
 penalty 1.1 and no repeated 4-grams over prompt + reply, no token containing '@'; on CUDA the same code
 uses the GPU. CTranslate2 (`REPLYLOOP_SERVE_ENGINE=ctranslate2`) mirrors that rule by running the prompt
 through its decoding loop (slow for batches of prompts of different lengths). All build prompts with

@@ -11,7 +11,10 @@ the penalties see the whole prompt by construction. What it adds:
   right-aligned after padding that the attention mask hides (positions follow the mask, so each row is
   computed as if it had no padding). The pad token is the end-of-sequence token, which every prompt
   already holds, so the padding adds nothing that the repetition penalty could see;
-- weights in bf16 where the device computes bf16 natively (opt-in on CPU, see `docs/api.md`).
+- weights in bf16 where the device computes bf16 natively (opt-in on CPU, see `docs/api.md`);
+- for Llama-architecture models, a lean decoding loop instead of `generate` (`lean_llama.LeanLlama`: the
+  same arithmetic on a preallocated KV cache, the rows' conversation parts prefilled packed, no padding
+  computed) that does what `generate` does with the same ids, mask, positions and logits processors.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 from dataclasses import dataclass
 
 from replyloop.chat import prompt_ids
+from replyloop.serving.lean_llama import LeanLlama, unsupported_reason
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,18 @@ def layout_after_prefix(prefix: list[int], rows: list[list[int]], pad_id: int) -
     return Layout(ids, mask)
 
 
+def _groups(lengths: list[int], budget: int) -> list[list[int]]:
+    """Consecutive indices grouped so that each group's lengths sum to at most `budget` (a longer one alone)."""
+    groups, total = [[]], 0
+    for i, n in enumerate(lengths):
+        if groups[-1] and total + n > budget:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += n
+    return groups
+
+
 class TorchEngine:
     """A version's ReplyGenerator with a cached system-prompt prefix and one `generate` per micro-batch."""
 
@@ -76,6 +92,8 @@ class TorchEngine:
         with torch.inference_mode():
             ids = torch.tensor([self.prefix], device=self.model.device)
             self._prefix_cache = self.model(ids, use_cache=True).past_key_values
+        self.lean = None if unsupported_reason(self.model) else LeanLlama(self.model)
+        self._lean_prefix = self._lean_prefill_prefix() if self.lean is not None else None
         self._lock = threading.Lock()  # one generate at a time per model (the batcher has one worker anyway)
         self.speculative = None  # a lone request's decoder with a cheaper draft model (use_draft), or None
 
@@ -133,11 +151,104 @@ class TorchEngine:
                 out[cached[0]] = self.speculative.decode(rows[cached[0]], p, self._cache_for(1),
                                                          self._cache_for(1, self._draft_prefix))
             elif cached:
-                out.update(zip(cached, self._decode([rows[i] for i in cached], with_prefix=True), strict=True))
+                out.update(zip(cached, self._decode_any([rows[i] for i in cached], with_prefix=True), strict=True))
             if plain:  # a prompt cut so hard that the system prompt's start is gone: no cached prefix
-                out.update(zip(plain, self._decode([rows[i] for i in plain], with_prefix=False), strict=True))
+                out.update(zip(plain, self._decode_any([rows[i] for i in plain], with_prefix=False), strict=True))
         texts = [self.tok.decode(out[i], skip_special_tokens=True).strip() for i in range(len(rows))]
         return [Generation(t, len(out[i])) for i, t in enumerate(texts)]
+
+    def _decode_any(self, rows: list[list[int]], *, with_prefix: bool) -> list[list[int]]:
+        if self.lean is not None:
+            return self._decode_lean(rows, with_prefix=with_prefix)
+        return self._decode(rows, with_prefix=with_prefix)
+
+    def _lean_prefill_prefix(self):
+        """The system prefix's keys and values in the lean decoder's cache: [layers, 1, kv heads, p, head dim]."""
+        import torch
+
+        p = len(self.prefix)
+        if not p:
+            return None
+        cache = self.lean.new_cache(1, p)
+        with torch.inference_mode():
+            ids = torch.tensor([self.prefix], device=self.model.device)
+            causal = torch.ones(p, p, dtype=torch.bool, device=self.model.device).tril()[None, None]
+            self.lean.forward(ids, torch.arange(p, device=self.model.device)[None], cache, causal)
+        return cache
+
+    def _decode_lean(self, rows: list[list[int]], *, with_prefix: bool) -> list[list[int]]:
+        """Greedy decoding under the version's decoding rule with the lean forward pass: what `generate` does
+        with the same ids, mask, positions and logits processors (finished rows get the pad token)."""
+        import torch
+
+        dev = self.model.device
+        prefix = self.prefix if with_prefix else []
+        lay = layout_after_prefix(prefix, rows, self.tok.pad_token_id)
+        b, width = len(rows), len(lay.input_ids[0])
+        max_new = self.gen.max_new_tokens
+        rule = self.gen.decoding_rule()
+        eos_ids = self.eos_ids()
+        eos = torch.tensor(sorted(eos_ids), device=dev)
+        pad = self.tok.pad_token_id
+        seq = torch.full((b, width + max_new), pad, dtype=torch.long, device=dev)
+        seq[:, :width] = torch.tensor(lay.input_ids, device=dev)
+        valid = torch.zeros((b, width + max_new), dtype=torch.bool, device=dev)
+        valid[:, :width] = torch.tensor(lay.attention_mask, device=dev, dtype=torch.bool)
+        with torch.inference_mode():
+            cache = self.lean.new_cache(b, width + max_new)
+            logits = self._prefill_lean(rows, len(prefix), width, cache)
+            done = torch.zeros(b, dtype=torch.bool, device=dev)
+            last = torch.tensor([len(r) - 1 for r in rows], device=dev)  # position of each row's last token
+            for step in range(max_new):
+                n = width + step
+                scores = rule(seq[:, :n], logits.float())
+                tok = torch.where(done, pad, scores.argmax(-1))
+                seq[:, n] = tok
+                done |= torch.isin(tok, eos)
+                if step == max_new - 1 or bool(done.all()):
+                    break
+                valid[:, n] = True
+                last = last + 1
+                logits = self.lean.forward(tok[:, None], last[:, None], cache, valid[:, None, None, : n + 1])
+        replies = []
+        for row in seq[:, width:].tolist():
+            end = next((i for i, t in enumerate(row) if t in eos_ids), len(row))
+            replies.append(row[:end])
+        return replies
+
+    def _prefill_lean(self, rows: list[list[int]], p: int, width: int, cache, budget: int = 1024):
+        """Forward each row's tokens after the cached prefix (p tokens) and return the logits after each row's
+        last token [rows, vocab]. Rows are packed into one sequence (no padding computed; each token attends
+        to the prefix and to its own row), up to `budget` tokens at a time; their keys and values land in the
+        batch cache right-aligned before column `width`, as `layout_after_prefix` lays the rows out."""
+        import torch
+
+        dev = self.model.device
+        if p:
+            cache.k[:, :, :, :p] = self._lean_prefix.k
+            cache.v[:, :, :, :p] = self._lean_prefix.v
+        out = []
+        for group in _groups([len(r) - p for r in rows], budget):
+            lens = [len(rows[i]) - p for i in group]
+            total = sum(lens)
+            scratch = self.lean.new_cache(1, p + total)
+            if p:
+                scratch.k[:, :, :, :p] = self._lean_prefix.k
+                scratch.v[:, :, :, :p] = self._lean_prefix.v
+                scratch.length = p
+            ids = torch.tensor([[t for i in group for t in rows[i][p:]]], device=dev)
+            positions = torch.tensor([[p + j for n in lens for j in range(n)]], device=dev)
+            segment = torch.repeat_interleave(torch.arange(len(group), device=dev), torch.tensor(lens, device=dev))
+            idx = torch.arange(total, device=dev)
+            own = (segment[:, None] == segment[None, :]) & (idx[None, :] <= idx[:, None])
+            mask = torch.cat([torch.ones(total, p, dtype=torch.bool, device=dev), own], dim=1)[None, None]
+            ends = torch.tensor(lens, device=dev).cumsum(0)
+            out.append(self.lean.forward(ids, positions, scratch, mask, select=ends - 1))
+            for i, n, e in zip(group, lens, ends.tolist(), strict=True):
+                cache.k[:, i, :, width - n: width] = scratch.k[:, 0, :, p + e - n: p + e]
+                cache.v[:, i, :, width - n: width] = scratch.v[:, 0, :, p + e - n: p + e]
+        cache.length = width
+        return torch.cat(out)
 
     def _decode(self, rows: list[list[int]], *, with_prefix: bool) -> list[list[int]]:
         import torch
