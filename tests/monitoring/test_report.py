@@ -104,3 +104,14 @@ def test_unanswered_conversations_are_counted_and_are_incoming_traffic_not_train
     assert summary["replies"] == 0 and summary["unanswered"] == 3
     assert summary["unanswered_by_channel"] == {"direct_message": 3}
     assert summary["drift"] > 0, "no reply was served: the unanswered messages alone are the incoming traffic"
+
+    # The next day's export: the agent's answer to one of them, and a question of that day exported late.
+    answer = {**_conversation("c-open1", day, recipes[1], "Sorry, we only sell kitchenware!"),
+              "channel": "direct_message"}
+    late = _conversation("c-late", day, "do you ship to Iceland", None)
+    lake.write_bytes("raw/conversations/dt=2026-11-25/export.jsonl",
+                     "".join(json.dumps(c) + "\n" for c in (answer, late)).encode())
+    run_ingest(settings, lake=lake)
+    _, unanswered = curated_traffic(lake, [day])
+    assert sorted(unanswered["conversation_id"]) == ["c-late", "c-open0", "c-open2"], "counted by the day asked"
+    assert curated_traffic(lake, ["2026-11-25"])[1].empty

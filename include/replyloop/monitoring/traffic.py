@@ -56,20 +56,18 @@ UNANSWERED_COLUMNS = ["conversation_id", "day", "platform", "channel", "customer
 
 def curated_traffic(lake: Lake, days: list[str]) -> tuple[list[str], pd.DataFrame]:
     """From the current curated snapshot: the customer messages of the answered conversations of the training
-    split (drift's reference: what the model learnt from), and the conversations landed on `days` that no agent
-    answered (one row each, with its last customer message). Before the first snapshot: nothing."""
+    split (drift's reference: what the model learnt from), and the conversations no agent answered whose last
+    customer message was written on one of `days` (one row each, with that message). Before the first
+    snapshot: nothing. A conversation counts as answered once any export holds an agent turn of it."""
     from replyloop.ingest.snapshot import read_snapshot
 
-    try:
-        _, messages, _ = read_snapshot(lake)
-    except Exception as exc:  # no snapshot yet: drift cannot be measured, which the report says
-        log.warning("no curated snapshot to compare with (%s)", type(exc).__name__)
-        return [], pd.DataFrame(columns=UNANSWERED_COLUMNS)
+    _, messages, _ = read_snapshot(lake)  # empty frames before the first snapshot; read errors propagate
     answered = set(messages.loc[messages["role"] == "agent", "conversation_id"])
     customer = messages[messages["role"] == "customer"]
     is_answered = customer["conversation_id"].isin(answered)
     training = customer.loc[is_answered & (customer["split"] == "train"), "text"].astype(str).tolist()
-    day = customer["partition"].str.extract(r"dt=(\d{4}-\d{2}-\d{2})", expand=False)
-    waiting = customer[~is_answered & day.isin(days)].assign(day=day).sort_values(["conversation_id", "turn"])
-    last = waiting.groupby("conversation_id", as_index=False).last()
-    return training, last.rename(columns={"text": "customer_text"}).reindex(columns=UNANSWERED_COLUMNS)
+    last = (customer[~is_answered].sort_values(["conversation_id", "turn"])
+            .drop_duplicates("conversation_id", keep="last"))
+    last = last.assign(day=last["created_at"].astype(str).str[:10])
+    waiting = last[last["day"].isin(days)].rename(columns={"text": "customer_text"})
+    return training, waiting.reindex(columns=UNANSWERED_COLUMNS).reset_index(drop=True)
