@@ -72,8 +72,9 @@ def _after_shared_context(model, tokenizer, context: list[int], targets: list[li
 
     out = []
     with torch.inference_mode():
-        prefix = model(input_ids=torch.tensor([context], device=model.device), use_cache=True)
-        first = torch.log_softmax(prefix.logits[0, -1].float(), -1)  # predicts every target's first token
+        # the head at the context's last position only: it predicts every target's first token
+        prefix = model(input_ids=torch.tensor([context], device=model.device), use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(prefix.logits[0, -1].float(), -1)
         for start in range(0, len(targets), batch_size):
             chunk = targets[start : start + batch_size]
             width = max(map(len, chunk))
