@@ -11,6 +11,7 @@ generator (as a model that learned to do so would).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from datetime import date
@@ -68,26 +69,30 @@ def loop(tmp_path_factory, tiny_learner_dir):
 
     mp, threads = pytest.MonkeyPatch(), torch.get_num_threads()
     torch.set_num_threads(1)  # two cores shared by many test processes: one thread is ~10x faster here
-    mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("gate") / "home"))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for key, value in {"BASE_MODEL": str(tiny_learner_dir), "MAX_NEW_TOKENS": "12", "EVAL_FRACTION": "0.3"}.items():
-        mp.setenv(f"REPLYLOOP_{key}", value)
-    get_settings.cache_clear()
-    settings = get_settings()
-    lake = open_lake(settings.lake)
-    generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=200)
-    run_ingest(settings)
-    good = train(load_train_config(max_steps=100, batch_size=4, learning_rate=0.005, max_eval_examples=4,
-                                   eval_every=1000), settings)["version"]
-    # the gate reads the test-sized sets and rules from here on (ingestion ran with the shipped sets)
-    for key, value in {"EVAL_SETS_URI": str(DATA / "eval"), "GATE_FILE": str(DATA / "gate_small.yaml"),
-                       "HELDOUT_CAP": "24", "GATE_LATENCY_PROMPTS": "5"}.items():
-        mp.setenv(f"REPLYLOOP_{key}", value)
-    get_settings.cache_clear()
-    yield {"settings": get_settings(), "good": good, "lake": lake}
-    mp.undo()
-    torch.set_num_threads(threads)
-    get_settings.cache_clear()
+    try:
+        mp.setenv("REPLYLOOP_HOME", str(tmp_path_factory.mktemp("gate") / "home"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        base = {"BASE_MODEL": str(tiny_learner_dir), "MAX_NEW_TOKENS": "12", "EVAL_FRACTION": "0.3"}
+        for key, value in base.items():
+            mp.setenv(f"REPLYLOOP_{key}", value)
+        get_settings.cache_clear()
+        settings = get_settings()
+        lake = open_lake(settings.lake)
+        generate_landing(lake.write_bytes, start_date=date(2026, 11, 20), days=1, conversations_per_day=200)
+        run_ingest(settings)
+        good = train(load_train_config(max_steps=100, batch_size=4, learning_rate=0.005, max_eval_examples=4,
+                                       eval_every=1000), settings)["version"]
+        # the gate reads the test-sized sets and rules from here on (ingestion ran with the shipped sets)
+        for key, value in {"EVAL_SETS_URI": str(DATA / "eval"), "GATE_FILE": str(DATA / "gate_small.yaml"),
+                           "HELDOUT_CAP": "24", "GATE_LATENCY_PROMPTS": "5"}.items():
+            mp.setenv(f"REPLYLOOP_{key}", value)
+        get_settings.cache_clear()
+        yield {"settings": get_settings(), "good": good, "lake": lake}
+    finally:
+        mp.undo()
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        torch.set_num_threads(threads)
+        get_settings.cache_clear()
 
 
 def register_variant(settings, version: str, tmp: Path, *, corrupt: bool = False, adapter: bool = True,

@@ -49,6 +49,7 @@ The tolerances come from bench/likelihood_tolerances.py (another lake and golden
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from datetime import date
@@ -205,47 +206,52 @@ def nights(tmp_path_factory, tiny_learner_dir):
     mp.setenv("REPLYLOOP_HOME", str(tmp / "home"))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     get_settings.cache_clear()
-    base = pretrained_learner(tiny_learner_dir, tmp / "pretraining")
-    for key, value in {"BASE_MODEL": str(base), "MAX_NEW_TOKENS": "12", "EVAL_FRACTION": "0.3"}.items():
-        mp.setenv(f"REPLYLOOP_{key}", value)
-    get_settings.cache_clear()
-    gate = {"eval_sets_uri": str(DATA / "eval"), "gate_file": DATA / "gate_nightly.yaml", "heldout_cap": 24,
-            "gate_latency_prompts": 5}
-    clean = get_settings().model_copy(update=gate)
-    lakes = {"clean": clean, **{name: clean.model_copy(update={"lake_uri": str(tmp / f"{name}-lake")})
-                                for name in ("shuffled", "rude")}}
+    try:
+        base = pretrained_learner(tiny_learner_dir, tmp / "pretraining")
+        for key, value in {"BASE_MODEL": str(base), "MAX_NEW_TOKENS": "12", "EVAL_FRACTION": "0.3"}.items():
+            mp.setenv(f"REPLYLOOP_{key}", value)
+        get_settings.cache_clear()
+        gate = {"eval_sets_uri": str(DATA / "eval"), "gate_file": DATA / "gate_nightly.yaml",
+                "heldout_cap": 24, "gate_latency_prompts": 5}
+        clean = get_settings().model_copy(update=gate)
+        lakes = {"clean": clean, **{name: clean.model_copy(update={"lake_uri": str(tmp / f"{name}-lake")})
+                                    for name in ("shuffled", "rude")}}
 
-    files: dict[str, bytes] = {}
-    generate_landing(files.__setitem__, start_date=date(2026, 11, 20), days=2, conversations_per_day=200)
-    # night 1, clean: the first champion
-    land(open_lake(clean.lake), files, "2026-11-20")
-    run_ingest(clean)
-    champion = train(load_train_config(**RECIPE), clean)["version"]
-    first = evaluate_candidate(clean, version=champion)
-    _show(clean, champion)
-    assert first["promoted"] == champion, first["reasons"]
-    # night 2: the same day lands in three lakes that share night 1 (one registry): shuffled, rude and clean
-    for name, poison in (("shuffled", shuffled(POISONED_SHARE)), ("rude", rude(RUDE_SHARE)), ("clean", None)):
-        if name != "clean":
-            shutil.copytree(clean.lake, lakes[name].lake)
-        land(open_lake(lakes[name].lake), files, "2026-11-21", poison=poison)
-        run_ingest(lakes[name])
-    candidates = {name: train(load_train_config(**RECIPE), lake)["version"] for name, lake in lakes.items()}
-    # judged in this order, whatever order the tests run in: the poisoned nights against the night-1 champion,
-    # then the clean night (which moves `champion`)
-    out = {"champion": champion, "candidates": candidates,
-           "poison_share": {name: _changed_share(agent_texts(clean), agent_texts(lakes[name]))
-                            for name in ("shuffled", "rude")}}
-    for name in ("shuffled", "rude", "clean"):
-        before = registry.alias_version(clean, registry.CHAMPION)
-        out[name] = evaluate_candidate(lakes[name], version=candidates[name])
-        out[name]["champion_before"] = before
-        out[name]["gate_tag"] = registry.version_tags(clean, candidates[name])[Tag.GATE]
-        _show(clean, candidates[name])
-    yield out
-    mp.undo()
-    torch.set_num_threads(threads)
-    get_settings.cache_clear()
+        files: dict[str, bytes] = {}
+        generate_landing(files.__setitem__, start_date=date(2026, 11, 20), days=2, conversations_per_day=200)
+        # night 1, clean: the first champion
+        land(open_lake(clean.lake), files, "2026-11-20")
+        run_ingest(clean)
+        champion = train(load_train_config(**RECIPE), clean)["version"]
+        first = evaluate_candidate(clean, version=champion)
+        _show(clean, champion)
+        assert first["promoted"] == champion, first["reasons"]
+        # night 2: the same day lands in three lakes that share night 1 (one registry): shuffled, rude, clean
+        poisons = (("shuffled", shuffled(POISONED_SHARE)), ("rude", rude(RUDE_SHARE)), ("clean", None))
+        for name, poison in poisons:
+            if name != "clean":
+                shutil.copytree(clean.lake, lakes[name].lake)
+            land(open_lake(lakes[name].lake), files, "2026-11-21", poison=poison)
+            run_ingest(lakes[name])
+        candidates = {name: train(load_train_config(**RECIPE), lake)["version"]
+                      for name, lake in lakes.items()}
+        # judged in this order, whatever order the tests run in: the poisoned nights against the night-1
+        # champion, then the clean night (which moves `champion`)
+        out = {"champion": champion, "candidates": candidates,
+               "poison_share": {name: _changed_share(agent_texts(clean), agent_texts(lakes[name]))
+                                for name in ("shuffled", "rude")}}
+        for name in ("shuffled", "rude", "clean"):
+            before = registry.alias_version(clean, registry.CHAMPION)
+            out[name] = evaluate_candidate(lakes[name], version=candidates[name])
+            out[name]["champion_before"] = before
+            out[name]["gate_tag"] = registry.version_tags(clean, candidates[name])[Tag.GATE]
+            _show(clean, candidates[name])
+        yield out
+    finally:
+        mp.undo()
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        torch.set_num_threads(threads)
+        get_settings.cache_clear()
 
 
 def _changed_share(clean: dict[str, str], poisoned: dict[str, str]) -> float:

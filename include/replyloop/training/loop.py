@@ -71,15 +71,15 @@ class Trainer:
     def __init__(self, model, cfg: TrainConfig, train: list[Example], held_out: list[Example], pad_id: int,
                  device, dtype, *, fail_after_step: int | None = None, dp=None):
         import torch
-        from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+        from transformers import get_scheduler
 
         self.model, self.cfg, self.train, self.held_out = model, cfg, train, held_out
         self.pad_id, self.device, self.dtype, self.fail_after_step = pad_id, device, dtype, fail_after_step
         self.dp = dp or SingleProcess()  # data parallelism: see training/distributed.py
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        schedule = get_linear_schedule_with_warmup if cfg.lr_schedule == "linear" else get_cosine_schedule_with_warmup
-        self.scheduler = schedule(self.optimizer, cfg.warmup_steps, cfg.max_steps)
+        self.scheduler = get_scheduler(cfg.lr_schedule, self.optimizer, num_warmup_steps=cfg.warmup_steps,
+                                       num_training_steps=cfg.max_steps)  # "cosine" | "linear", with warm-up
         self.state = LoopState()
 
     # --- checkpoints -------------------------------------------------------------------------------
