@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 
 from replyloop.chat import prompt_ids
-from replyloop.serving.lean_llama import LeanLlama, unsupported_reason
+from replyloop.serving.lean_llama import KVCache, LeanLlama, unsupported_reason
 
 
 @dataclass(frozen=True)
@@ -163,18 +163,15 @@ class TorchEngine:
         return self._decode(rows, with_prefix=with_prefix)
 
     def _lean_prefill_prefix(self):
-        """The system prefix's keys and values in the lean decoder's cache: [layers, 1, kv heads, p, head dim]."""
+        """The system prefix's keys and values in the lean decoder's cache layout ([layers, 1, kv heads, p, head
+        dim]), taken from the transformers cache of the same prefix (no second forward pass)."""
         import torch
 
-        p = len(self.prefix)
-        if not p:
+        if not self.prefix:
             return None
-        cache = self.lean.new_cache(1, p)
-        with torch.inference_mode():
-            ids = torch.tensor([self.prefix], device=self.model.device)
-            causal = torch.ones(p, p, dtype=torch.bool, device=self.model.device).tril()[None, None]
-            self.lean.forward(ids, torch.arange(p, device=self.model.device)[None], cache, causal)
-        return cache
+        layers = self._prefix_cache.layers
+        return KVCache(torch.stack([layer.keys for layer in layers]), torch.stack([layer.values for layer in layers]),
+                       len(self.prefix))
 
     def _decode_lean(self, rows: list[list[int]], *, with_prefix: bool) -> list[list[int]]:
         """Greedy decoding under the version's decoding rule with the lean forward pass: what `generate` does
@@ -210,11 +207,7 @@ class TorchEngine:
                 valid[:, n] = True
                 last = last + 1
                 logits = self.lean.forward(tok[:, None], last[:, None], cache, valid[:, None, None, : n + 1])
-        replies = []
-        for row in seq[:, width:].tolist():
-            end = next((i for i, t in enumerate(row) if t in eos_ids), len(row))
-            replies.append(row[:end])
-        return replies
+        return [_until_end(row, eos_ids) for row in seq[:, width:].tolist()]
 
     def _prefill_lean(self, rows: list[list[int]], p: int, width: int, cache, budget: int = 1024):
         """Forward each row's tokens after the cached prefix (p tokens) and return the logits after each row's
@@ -262,8 +255,10 @@ class TorchEngine:
             gen = self.model.generate(input_ids=torch.tensor(lay.input_ids, device=self.model.device),
                                       attention_mask=torch.tensor(lay.attention_mask, device=self.model.device),
                                       **kwargs)
-        eos = self.tok.eos_token_id
-        replies = []
-        for row in gen[:, len(lay.input_ids[0]):].tolist():
-            replies.append(row[: row.index(eos)] if eos in row else row)
-        return replies
+        eos_ids = self.eos_ids()
+        return [_until_end(row, eos_ids) for row in gen[:, len(lay.input_ids[0]):].tolist()]
+
+
+def _until_end(row: list[int], eos_ids: set[int]) -> list[int]:
+    """A generated row up to (without) its first end-of-turn token: both decoding paths cut replies here."""
+    return row[: next((i for i, t in enumerate(row) if t in eos_ids), len(row))]
