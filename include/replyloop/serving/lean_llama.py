@@ -42,8 +42,9 @@ class KVCache:
 
 
 class LeanLlama:
-    """Forward passes of a `LlamaForCausalLM` over a preallocated KV cache (weights shared, not copied,
-    except the concatenated q/k/v and gate/up matrices)."""
+    """Forward passes of a `LlamaForCausalLM` over a preallocated KV cache. The embeddings, norms and head are
+    the model's own tensors; every layer's projections are held again, transposed (q/k/v and gate/up
+    concatenated): about the model's non-embedding weights once more in memory."""
 
     def __init__(self, model):
         import torch
@@ -79,7 +80,6 @@ class LeanLlama:
         emb = torch.cat((freqs, freqs), dim=-1)  # as LlamaRotaryEmbedding computes them, for every position
         self.cos = (emb.cos() * rot.attention_scaling).to(self.dtype)
         self.sin = (emb.sin() * rot.attention_scaling).to(self.dtype)
-        self.max_positions = cfg.max_position_embeddings
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         import torch
