@@ -278,3 +278,12 @@ class ReplyGenerator:
             for row in gen[:, enc["input_ids"].shape[1]:]:
                 out.append(self.tok.decode(row, skip_special_tokens=True).strip())
         return out
+
+
+def repeat_cache(cache, batch: int, config):
+    """A new `DynamicCache` holding `batch` copies of a one-row cache (a shared prefix's keys and values),
+    in one copy; `cache` itself is left as it was."""
+    from transformers import DynamicCache
+
+    return DynamicCache([(layer.keys.repeat(batch, 1, 1, 1), layer.values.repeat(batch, 1, 1, 1))
+                         for layer in cache.layers], config=config)

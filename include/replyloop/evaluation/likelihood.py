@@ -66,9 +66,9 @@ def _after_shared_context(model, tokenizer, context: list[int], targets: list[li
                           batch_size: int) -> list[tuple[float, int]]:
     """The targets after one context: the context runs once; each batch of targets continues a copy of its
     KV cache (positions after the context, the context visible to every target)."""
-    import copy
-
     import torch
+
+    from replyloop.modeling import repeat_cache
 
     out = []
     with torch.inference_mode():
@@ -84,8 +84,7 @@ def _after_shared_context(model, tokenizer, context: list[int], targets: list[li
             for row, target in enumerate(chunk):
                 ids[row, : len(target)] = torch.tensor(target)
                 mask[row, len(context) : len(context) + len(target)] = 1
-            cache = copy.deepcopy(prefix.past_key_values)
-            cache.batch_repeat_interleave(len(chunk))
+            cache = repeat_cache(prefix.past_key_values, len(chunk), model.config)
             positions = torch.arange(len(context), len(context) + width).expand(len(chunk), -1)
             logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                            position_ids=positions.to(model.device), past_key_values=cache).logits.float()

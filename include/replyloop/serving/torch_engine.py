@@ -132,11 +132,9 @@ class TorchEngine:
         return rows[0][: max(0, common_prefix(rows) - 1)]
 
     def _cache_for(self, batch: int, cache=None):
-        from transformers import DynamicCache
+        from replyloop.modeling import repeat_cache
 
-        layers = [(layer.keys.repeat(batch, 1, 1, 1), layer.values.repeat(batch, 1, 1, 1))
-                  for layer in (cache or self._prefix_cache).layers]
-        return DynamicCache(layers, config=self.model.config)
+        return repeat_cache(cache or self._prefix_cache, batch, self.model.config)
 
     def generate(self, conversations: list[list[dict]]) -> list:
         from replyloop.serving.engine import Generation
