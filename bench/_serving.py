@@ -134,6 +134,18 @@ class Server:
         return code
 
 
+def batch_stats(url: str) -> tuple[float, float]:
+    """(engine calls, requests in them) so far, from the server's `replyloop_batch_size` histogram."""
+    import re
+
+    import httpx
+
+    text = httpx.get(url + "/metrics", timeout=10).text
+    count = re.search(r"^replyloop_batch_size_count (\S+)$", text, re.M)
+    total = re.search(r"^replyloop_batch_size_sum (\S+)$", text, re.M)
+    return (float(count.group(1)) if count else 0.0), (float(total.group(1)) if total else 0.0)
+
+
 def run_clients(n_clients: int, jobs: list, work) -> list:
     """Run `work(client_index, job)` for every job on n_clients threads; results in job order."""
     results = [None] * len(jobs)

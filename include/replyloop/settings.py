@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     serve_batch_wait_ms: float = Field(4.0, ge=0, description="Micro-batch: wait this long for the next request")
     serve_batch_max_wait_ms: float = Field(50.0, ge=0, description="Micro-batch: keep collecting while requests "
                                                                    "keep coming, at most this long after the first")
+    serve_batch_await_returning: bool = Field(True, description="Micro-batch: wait (up to the max wait) for the "
+                                                                "clients of the last batch to come back, "
+                                                                "however far apart they arrive")
     serve_max_queue: int = Field(256, ge=1, description="Requests waiting for the engine beyond this get 503")
     serve_keep_versions: int = Field(2, ge=1, description="Versions kept loaded (the previous one makes a "
                                                           "rollback a pointer swap)")

@@ -14,7 +14,7 @@ from replyloop.contract import SERVED_AUTHOR_PREFIX
 from replyloop.serving.main import create_app
 from replyloop.serving.security import keys_file, sign
 
-from .conftest import WEBHOOK_SECRET
+from .conftest import WEBHOOK_SECRET, wait_ready
 
 CONVERSATION = {"conversation_id": "c-api-1", "platform": "twitter", "channel": "public_reply",
                 "messages": [{"role": "customer", "text": "@AcmeSupport my parcel is late", "author_id": "u-1"},
@@ -128,9 +128,11 @@ def test_bad_conversations_are_refused_and_nothing_is_written(client, served_reg
     ({"reply_id": "r-1", "rating": "up", "correction": "  "}, 422, "correction is empty"),
     ({"reply_id": "r-unknown", "rating": "down"}, 404, "unknown reply id"),
 ])
-def test_bad_feedback_is_refused(client, payload, status, fragment):
+def test_bad_feedback_is_refused_and_nothing_is_written(client, served_registry, payload, status, fragment):
+    before = len(_lines(served_registry["lake"], "raw/feedback"))
     r = client.post("/v1/feedback", json=payload)
     assert r.status_code == status and fragment in r.json()["detail"]
+    assert len(_lines(served_registry["lake"], "raw/feedback")) == before
 
 
 def _signed(body: bytes, ts: int | None = None, secret: str = WEBHOOK_SECRET) -> dict:
@@ -155,6 +157,18 @@ def test_webhooks_verify_signature_time_and_replay(client):
     assert client.post("/v1/webhooks/myspace", content=body, headers=_signed(body)).status_code == 404
     rating = json.dumps({"type": "reply.rated", "feedback": {"reply_id": ok.json()["reply_id"], "rating": "up"}}).encode()
     assert client.post("/v1/webhooks/twitter", content=rating, headers=_signed(rating)).status_code == 202
+
+
+def test_a_refused_webhook_event_is_not_remembered_as_received(client, served_registry):
+    """A delivery whose event is refused (here: rating an unknown reply) was not received: the platform's
+    retry of it is answered like the first try, not as a replay, and nothing is written."""
+    before = len(_lines(served_registry["lake"], "raw/feedback"))
+    rating = json.dumps({"type": "reply.rated", "feedback": {"reply_id": "r-not-served", "rating": "up"}}).encode()
+    headers = _signed(rating)
+    first = client.post("/v1/webhooks/twitter", content=rating, headers=headers)
+    retry = client.post("/v1/webhooks/twitter", content=rating, headers=headers)
+    assert (first.status_code, retry.status_code) == (404, 404), retry.text
+    assert len(_lines(served_registry["lake"], "raw/feedback")) == before
 
 
 def test_metrics_count_routes_statuses_versions_and_fallbacks(client):
@@ -213,3 +227,25 @@ def test_a_failing_registry_is_not_ready_and_says_so_not_no_champion(settings, a
         ready = c.get("/readyz")
         assert ready.status_code == 503 and "the model registry did not answer" in ready.json()["reason"]
         assert c.post("/v1/replies", json={"text": "hello"}).status_code == 503
+
+
+class FailingEngine:
+    name, device = "failing", "cpu"
+
+    def generate(self, conversations):
+        raise RuntimeError("cannot read /srv/secret/models/v1/model.bin")
+
+
+def test_an_internal_error_answers_500_with_an_id_and_nothing_else(serve_settings, api_key, served_registry, caplog):
+    before = len(_lines(served_registry["lake"], "raw/replies"))
+    app = create_app(serve_settings, loader=lambda settings, version: FailingEngine())
+    with TestClient(app, raise_server_exceptions=False) as c, caplog.at_level(logging.DEBUG):
+        c.headers["X-API-Key"] = api_key
+        wait_ready(c)
+        r = c.post("/v1/replies", json={"text": "customer-text-5521 where is my order"})
+    assert r.status_code == 500 and r.json()["detail"].startswith("internal error (id ")
+    assert "/srv/secret" not in r.text and "RuntimeError" not in r.text and "Traceback" not in r.text
+    error_id = r.json()["detail"].removeprefix("internal error (id ").rstrip(")")
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert error_id in logged and "customer-text-5521" not in logged
+    assert len(_lines(served_registry["lake"], "raw/replies")) == before

@@ -1,9 +1,18 @@
 """Micro-batching: requests that arrive together share one engine call.
 
 A worker thread takes the first waiting request and collects more while they keep coming: each within
-`wait_ms` of the previous one, for at most `max_wait_ms` after the first and `max_batch` requests (clients
-that were answered together come back a few milliseconds apart and stay in one batch; a lone client waits
-only `wait_ms`). It runs them through the engine of the model each request was admitted with, so requests admitted
+`wait_ms` of the previous one, for at most `max_wait_ms` after the first and `max_batch` requests (a lone
+client waits only `wait_ms`). Requests that arrived while the engine was busy are all in the queue and
+join the next batch at once.
+
+The clients of the last cycle are expected back: the requests of the last batch plus those that arrived
+while it was generating (they came from other clients). As long as the batch holds fewer than that, the
+worker waits up to `max_wait_ms` after the first, even when they come more than `wait_ms` apart. Without
+that, a round of clients that once split into two batches (some came back a few milliseconds after the
+others: reply stored, feedback sent) stayed split: each half came back while the other was generating, and
+every round paid two engine calls.
+
+It runs the requests through the engine of the model each request was admitted with, so requests admitted
 before a champion swap finish on the old model. Results go back to the asyncio callers as futures.
 """
 
@@ -13,7 +22,7 @@ import asyncio
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import Future
 
 
@@ -21,21 +30,25 @@ class QueueFull(RuntimeError):
     pass
 
 
-def collect_deadline(first_at: float, last_at: float, wait: float, max_wait: float) -> float:
+def collect_deadline(first_at: float, last_at: float, wait: float, max_wait: float, *,
+                     expecting_more: bool = False) -> float:
     """Until when to wait for the next request: `wait` after the latest arrival, never past `max_wait`
-    (or `wait`, if larger) after the first."""
-    return min(last_at + wait, first_at + max(wait, max_wait))
+    (or `wait`, if larger) after the first; the whole `max_wait` while more requests are expected back."""
+    cap = first_at + max(wait, max_wait)
+    return cap if expecting_more else min(last_at + wait, cap)
 
 
 class MicroBatcher:
     def __init__(self, *, max_batch: int, wait_ms: float, max_queue: int, guard, on_batch=None,
-                 max_wait_ms: float = 0.0):
+                 max_wait_ms: float = 0.0, await_returning: bool = True):
         self.max_batch = max_batch
         self.wait = wait_ms / 1000.0
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
+        self.await_returning = await_returning
         self.guard = guard  # (texts, customer texts per conversation) -> [(text to send, fallback reason)]
         self.on_batch = on_batch  # callback(engine_name, size, seconds) for metrics
+        self.expected = 0  # requests of the last cycle: its batch plus those that arrived while it generated
         self._queue: queue.Queue = queue.Queue()
         self._busy = 0
         self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
@@ -59,9 +72,10 @@ class MicroBatcher:
 
     def _collect(self, first) -> list:
         batch = [first]
-        started = time.monotonic()
-        deadline = collect_deadline(started, started, self.wait, self.max_wait)
+        started = last = time.monotonic()
+        expected = min(self.max_batch, self.expected) if self.await_returning else 0
         while len(batch) < self.max_batch:
+            deadline = collect_deadline(started, last, self.wait, self.max_wait, expecting_more=len(batch) < expected)
             try:
                 item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -70,7 +84,7 @@ class MicroBatcher:
                 self._queue.put(None)
                 break
             batch.append(item)
-            deadline = collect_deadline(started, time.monotonic(), self.wait, self.max_wait)
+            last = time.monotonic()
         return batch
 
     def _run(self) -> None:
@@ -85,6 +99,7 @@ class MicroBatcher:
                 by_model[id(item[0])].append(item)
             for items in by_model.values():
                 self._generate(items)
+            self.expected = len(batch) + self._queue.qsize()  # answered just now: none of them is back yet
             self._busy = 0
 
     def _generate(self, items: list) -> None:

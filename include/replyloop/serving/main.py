@@ -57,6 +57,7 @@ def _start(app: FastAPI, settings: Settings, loader) -> None:
     guard = Guard(get_judge(settings), settings.fallback_reply)
     s.batcher = MicroBatcher(max_batch=settings.serve_max_batch, wait_ms=settings.serve_batch_wait_ms,
                              max_wait_ms=settings.serve_batch_max_wait_ms,
+                             await_returning=settings.serve_batch_await_returning,
                              max_queue=settings.serve_max_queue, guard=guard,
                              on_batch=lambda engine, size, secs: s.metrics.batch.observe(size))
     s.service = ReplyService(settings, s.store, s.batcher, s.replylog, s.metrics)

@@ -67,6 +67,11 @@ class ReplyIndex:
                                    (signature, platform, ts))
             return cur.rowcount == 1
 
+    def forget_delivery(self, signature: str) -> None:
+        """A delivery that was not accepted after all (its event was refused): a retry is not a replay."""
+        with self._lock:
+            self._db.execute("DELETE FROM webhook_deliveries WHERE signature = ?", (signature,))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -37,9 +37,14 @@ async def platform_event(platform: str, request: Request, service: ServiceDep,
     except ValidationError as exc:
         raise HTTPException(422, "webhook event: " + "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))) from None
-    if not service.log.index.first_delivery(platform, x_replyloop_signature.strip(), int(x_replyloop_timestamp),
+    signature = x_replyloop_signature.strip()
+    if not service.log.index.first_delivery(platform, signature, int(x_replyloop_timestamp),
                                             int(now) - settings.webhook_tolerance_seconds):
         raise HTTPException(409, "webhook refused: this delivery was already received (replay)")
-    if event.type == "message.created":
-        return await service.reply(event.conversation.model_copy(update={"platform": platform.lower()}))
-    return JSONResponse(await service.feedback(event.feedback), status_code=202)
+    try:
+        if event.type == "message.created":
+            return await service.reply(event.conversation.model_copy(update={"platform": platform.lower()}))
+        return JSONResponse(await service.feedback(event.feedback), status_code=202)
+    except Exception:  # refused (422, 404, 503): not received, so the platform's retry is no replay
+        service.log.index.forget_delivery(signature)
+        raise
