@@ -19,6 +19,7 @@ before a champion swap finish on the old model. Results go back to the asyncio c
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 import time
@@ -97,12 +98,14 @@ class MicroBatcher:
             by_model = defaultdict(list)
             for item in batch:
                 by_model[id(item[0])].append(item)
-            for items in by_model.values():
-                self._generate(items)
-            self.expected = len(batch) + self._queue.qsize()  # answered just now: none of them is back yet
+            settle = [done for items in by_model.values() for done in self._generate(items)]
+            self.expected = len(batch) + self._queue.qsize()  # measured before any of them is answered
+            for done in settle:
+                done()
             self._busy = 0
 
-    def _generate(self, items: list) -> None:
+    def _generate(self, items: list) -> list:
+        """Generate and check a batch of one model; returns how to answer each request."""
         engine = items[0][0].engine
         started = time.monotonic()
         try:
@@ -110,10 +113,8 @@ class MicroBatcher:
             checked = self.guard([o.text for o in outs],
                                  [[t["text"] for t in conv if t["role"] == "customer"] for _, conv, _ in items])
         except Exception as exc:
-            for _, _, fut in items:
-                fut.set_exception(exc)
-            return
+            return [functools.partial(fut.set_exception, exc) for _, _, fut in items]
         if self.on_batch:
             self.on_batch(engine.name, len(items), time.monotonic() - started)
-        for (_, _, fut), out, (text, reason) in zip(items, outs, checked, strict=True):
-            fut.set_result((out, text, reason))
+        return [functools.partial(fut.set_result, (out, text, reason))
+                for (_, _, fut), out, (text, reason) in zip(items, outs, checked, strict=True)]
