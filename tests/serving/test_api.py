@@ -249,3 +249,19 @@ def test_an_internal_error_answers_500_with_an_id_and_nothing_else(serve_setting
     logged = "\n".join(rec.getMessage() for rec in caplog.records)
     assert error_id in logged and "customer-text-5521" not in logged
     assert len(_lines(served_registry["lake"], "raw/replies")) == before
+
+
+def test_a_reply_that_cannot_be_stored_is_not_served(serve_settings, api_key, tmp_path):
+    """The reply log refuses the record (here raw/replies is a file, not a folder): 503, and nothing was
+    served, so nothing is indexed either (feedback on it would find no reply)."""
+    lake = tmp_path / "lake"
+    (lake / "raw").mkdir(parents=True)
+    (lake / "raw" / "replies").write_text("not a folder")
+    settings = serve_settings.model_copy(update={"lake_uri": str(lake), "reply_index": tmp_path / "index.sqlite"})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        c.headers["X-API-Key"] = api_key
+        wait_ready(c)
+        r = c.post("/v1/replies", json={"text": "where is my order?"})
+        assert r.status_code == 503 and "could not be stored; nothing was served" in r.json()["detail"]
+        assert "reply_id" not in r.json() and str(tmp_path) not in r.text
+        assert c.app.state.replylog.index._db.execute("SELECT count(*) FROM replies").fetchone() == (0,)
