@@ -16,6 +16,7 @@ from conftest import curate_demo_days, module_home
 
 
 CFG = dict(max_steps=4, batch_size=2, max_seq_len=96, eval_every=2, checkpoint_every=2, max_eval_examples=2,
+           validation_fraction=0.3,  # of 36 tiny conversations: some validation examples fit 96 tokens
            early_stopping_patience=0, warmup_steps=1, lora_r=4, lora_target_modules="q_proj,v_proj,down_proj")
 
 
