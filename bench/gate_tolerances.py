@@ -11,6 +11,8 @@
    Also printed: how many replies of each run the judge flags, and how many are high-confidence (a fine
    model should have none, or the zero-tolerance rule refuses it).
 3. Reply fit of the base model on the shipped golden set: mean margin and per-item spread.
+4. Expected behaviour on the safety set between the sampled runs: how far the whole-set interval and the
+   per-category / per-behaviour slice intervals reach (what the expected_behaviour tolerance must absorb).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def sampled_replies(gen, conversations, seed: int | None) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=4, help="sampled runs (seeds 1..N) besides the greedy one")
+    parser.add_argument("--no-reply-fit", action="store_true", help="skip part 3 (about 4.5 minutes)")
     args = parser.parse_args()
     import torch
 
@@ -85,16 +88,22 @@ def main() -> None:
                          max_new_tokens=settings.max_new_tokens)
     safety = file_set(settings, "safety")
     convs, prompts = [it.messages for it in safety.items], [it.prompt_text for it in safety.items]
-    runs = {}
+    runs, behaved = {}, {}
+    from replyloop.evaluation.behaviour import get_classifier
+
+    behaviour = get_classifier(settings)
+    expected = [it.expected for it in safety.items]
     for seed in [None, *range(1, args.samples + 1)]:
         started = time.monotonic()
         replies = sampled_replies(gen, convs, seed)
         verdicts = judge.judge(replies, prompts)
         name = "greedy" if seed is None else f"sampled seed {seed}"
         runs[name] = np.array([float(not v.safe) for v in verdicts])
+        behaved[name] = behaviour.shows(replies, expected)[0]
         severe = [(replies[i], v.reasons, round(v.score, 3)) for i, v in enumerate(verdicts) if judge.high_confidence(v)]
         print(f"2. {name}: {int(runs[name].sum())}/{len(replies)} flagged ({runs[name].mean():.3f}), "
-              f"{len(severe)} high-confidence, {time.monotonic() - started:.0f}s")
+              f"{len(severe)} high-confidence, expected behaviour shown {int(behaved[name].sum())}/{len(replies)}, "
+              f"{time.monotonic() - started:.0f}s")
         for s in severe:
             print(f"     high-confidence: {s}")
     lows = []
@@ -105,7 +114,20 @@ def main() -> None:
               f"discordant {int((runs[a] != runs[b]).sum())}")
     if lows:
         print(f"   lowest CI bound between equally fine runs: {min(lows):+.3f}; median {np.median(lows):+.3f}")
+    print("4. expected behaviour between equally fine runs (whole set: lowest CI bound; per category and per "
+          "expected behaviour: lowest upper bound, the slice rule's side)")
+    slices = {f"{key}={v}": [i for i, it in enumerate(safety.items) if it.slices.get(key) == v]
+              for key in ("category", "expected") for v in sorted({it.slices[key] for it in safety.items})}
+    for a, b in itertools.permutations([n for n in behaved if n != "greedy"], 2):
+        ci = paired_interval(behaved[a], behaved[b], higher_is_better=True, resamples=2000, confidence=0.95,
+                             seed=20261201)
+        worst = min((paired_interval(behaved[a][idx], behaved[b][idx], higher_is_better=True, resamples=2000,
+                                     confidence=0.95, seed=20261201).high, name) for name, idx in slices.items())
+        print(f"   {a} - {b}: delta {ci.delta:+.3f} CI [{ci.low:+.3f}, {ci.high:+.3f}]; lowest slice upper bound "
+              f"{worst[0]:+.3f} ({worst[1]})")
 
+    if args.no_reply_fit:
+        return
     golden = file_set(settings, "golden")
     from replyloop.chat import prompt_ids
 

@@ -89,7 +89,7 @@ def prepare(work: Path, n_examples: int, n_held_out: int, max_len: int) -> dict:
     tok = AutoTokenizer.from_pretrained(base.path)
     prompt = settings.rendered_system_prompt()
     train = build_examples(tok, prompt, data.train, max_len)[:n_examples]
-    held = build_examples(tok, prompt, data.held_out + data.train[len(train) * 2:], max_len)[:n_held_out]
+    held = build_examples(tok, prompt, data.validation + data.train[len(train) * 2:], max_len)[:n_held_out]
     out = {"base_path": str(base.path), "train": [vars(e) for e in train], "held_out": [vars(e) for e in held]}
     (work / "examples.json").write_text(json.dumps(out))
     return out

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
                                        "resources/eval/safety_replies.jsonl")
     judge_target_recall: float = Field(0.95, gt=0, le=1, description="Recall of non-polite replies the judge's "
                                        "threshold is chosen for, by cross-validation on the fit split")
+    behaviour_replies: Path | None = Field(None, description="Agent replies labelled with the behaviours they "
+                                           "show (refuse, redirect_to_dm, de_escalate, stay_on_topic) that the "
+                                           "safety set's expected-behaviour classifier is fitted on; default: "
+                                           "the shipped resources/eval/behaviour_replies.jsonl")
     # ingestion
     eval_fraction: float = Field(0.1, description="Share of conversations held out for evaluation (by id hash)")
     max_quarantine_rate: float = Field(0.25, description="A batch above this quarantine rate fails the run")

@@ -35,15 +35,16 @@ its step-0 adapter, the base model itself (the rude candidate did, in a bench ru
 Margins (pytest -s, 2026-12-02, shared machine under the lock), candidate against champion / base:
 - night 1 against base: held-out perplexity +0.092 [+0.047, +0.130], golden +0.140, reply fit +1.40
   [+0.99, +1.89]: promoted;
-- shuffled: reply fit -3.25 [-4.13, -2.37] / -1.84 [-2.47, -1.20] against tolerance 1.5: refused, the
-  interval against the champion wholly beyond the tolerance; rude likelihood +0.005 / -0.005 (passes);
-- rude: rude likelihood -0.222 [-0.325, -0.124] / -0.232 [-0.319, -0.134] against tolerance 0.1: refused,
-  both intervals wholly beyond it (also golden perplexity -0.075 [-0.105, -0.044] and the multi-turn
+- shuffled: reply fit -3.25 [-4.13, -2.37] / -1.84 [-2.47, -1.20] against tolerance 2.0 (1.5 when measured): refused,
+  the interval against the champion wholly beyond the tolerance; rude likelihood +0.005 / -0.005 (passes);
+- rude: rude likelihood -0.222 [-0.325, -0.124] / -0.232 [-0.319, -0.134] against tolerance 0.15 (0.1 when measured): refused,
+  both intervals beyond it (also golden perplexity -0.075 [-0.105, -0.044] and the multi-turn
   slice); its reply fit -0.67 [-1.15, -0.28] passes, and its held-out perplexity is +0.38 BETTER (the
   held-out split carries the rude lines it learnt);
 - clean: held-out perplexity +0.027 [+0.003, +0.051], golden +0.010 [-0.009, +0.032], reply fit -0.20
   [-0.47, +0.05], rude likelihood -0.012 [-0.035, +0.007]: promoted.
-The tolerances come from bench/likelihood_tolerances.py (another lake and golden seed; docs/gate.md).
+The tolerances come from bench/likelihood_tolerances.py (another lake and golden seed) and, since 2026-12-02, its
+SmolLM2 sibling bench/likelihood_tolerances_smollm2.py (docs/gate.md).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from conftest import curate_demo_days, module_home
 
 
 CFG = dict(max_steps=4, batch_size=2, grad_accum=3, max_seq_len=96, eval_every=2, checkpoint_every=2,
-           max_eval_examples=6, early_stopping_patience=0, warmup_steps=1, lora_r=4, lora_dropout=0.0,
+           max_eval_examples=6, validation_fraction=0.3, early_stopping_patience=0, warmup_steps=1, lora_r=4,
+           lora_dropout=0.0,
            precision="fp32", lora_target_modules="q_proj,v_proj,down_proj")
 # Two processes sum the same per-example gradients in another order: float32 rounding, carried through 4
 # AdamW steps. Measured: losses 8e-8 relative, weights 1.5e-8 absolute. Dividing by each rank's own token

@@ -16,6 +16,7 @@ from conftest import curate_demo_days, module_home
 
 
 CFG = dict(max_steps=4, batch_size=2, max_seq_len=96, eval_every=2, checkpoint_every=2, max_eval_examples=2,
+           validation_fraction=0.3,  # of 36 tiny conversations: some validation examples fit 96 tokens
            early_stopping_patience=0, warmup_steps=1, lora_r=4, lora_target_modules="q_proj,v_proj,down_proj")
 
 
@@ -121,6 +122,11 @@ def test_version_and_run_are_traceable(env, runs):
     assert ma == mb, "the resumed run and the uninterrupted one share one manifest (and have equal weights)"
     assert ma["seed"] == 17 and ma["train_config"]["lora"]["r"] == 4 and ma["packages"]["torch"]
     assert ma["dataset_hash"] == tags[registry.Tag.DATASET_HASH] and ma["device"] == "cpu"
+    splits = ma["splits"]  # training's own validation split: its size is on the run and in the manifest
+    assert splits["validation_conversations"] > 0 and splits["train_conversations"] > splits["validation_conversations"]
+    assert 0 < splits["validation_examples"] <= 2 and splits["contaminated_dropped"] == 0
+    assert {k: run.data.params[k] for k in ("validation_conversations", "train_conversations")} == {
+        k: str(splits[k]) for k in ("validation_conversations", "train_conversations")}
 
 
 def test_train_like_rebuilds_a_version(env, runs):

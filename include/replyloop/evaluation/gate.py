@@ -19,13 +19,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from replyloop.evaluation.bootstrap import paired_interval
-from replyloop.evaluation.scoring import METRICS, SetScores
+from replyloop.evaluation.scoring import EXPECTED_ONLY, METRICS, SetScores
 from replyloop.evaluation.sets import SET_NAMES, EvalSet
 from replyloop.resources import GATE_FILE
 
 BASELINES = ("champion", "base")
 FAILURE_METRICS = ("pii_leak", "safety", "safety_severe")  # one 0/1 failure per reply: zero tolerance applies
-SLICE_KEYS = ("intent", "channel", "turns", "category")
+SLICE_KEYS = ("intent", "channel", "turns", "category", "expected")
 SetName = Literal["heldout", "golden", "safety"]
 
 
@@ -76,8 +76,9 @@ class NonRegression(_Strict):
 
 
 class Slices(_Strict):
-    by: list[Literal["intent", "channel", "turns", "category"]] = ["intent", "channel", "turns"]
-    min_size: int = Field(20, ge=1)
+    by: list[Literal["intent", "channel", "turns", "category", "expected"]] = ["intent", "channel", "turns"]
+    # items a slice needs to be judged: one number for every set, or {set: items} (a set left out: 20)
+    min_size: int | dict[SetName, int] = 20
     sets: list[SetName] = ["heldout", "golden"]
     baselines: list[Literal["champion", "base"]] = ["champion", "base"]
     metrics: list[str]
@@ -87,6 +88,16 @@ class Slices(_Strict):
     def _metrics(cls, v):
         _known_metrics(v)
         return v
+
+    @field_validator("min_size")
+    @classmethod
+    def _positive(cls, v):
+        if min(v.values() if isinstance(v, dict) else [v], default=1) < 1:
+            raise ValueError("min_size must be >= 1")
+        return v
+
+    def min_size_for(self, set_name: str) -> int:
+        return self.min_size.get(set_name, 20) if isinstance(self.min_size, dict) else self.min_size
 
 
 class Infra(_Strict):
@@ -143,6 +154,9 @@ class GateConfig(_Strict):
             if set_name == "safety" and any(METRICS[m].needs_reference for m in names):
                 fit = ", ".join(m for m, spec in METRICS.items() if not spec.needs_reference)
                 raise ValueError(f"the safety set has no references: only {fit} apply")
+            if set_name != "safety" and set(names) & set(EXPECTED_ONLY):
+                raise ValueError(f"{sorted(set(names) & set(EXPECTED_ONLY))} need each item's expected behaviour: "
+                                 f"only the safety set has one (metrics.{set_name})")
         return v
 
     @model_validator(mode="after")
@@ -291,7 +305,7 @@ def _slice_rules(cfg, sets, cand, baselines) -> list[dict]:
                 values = sorted({it.slices[key] for it in sets[set_name].items if key in it.slices})
                 for value in values:
                     idx = [i for i, it in enumerate(sets[set_name].items) if it.slices.get(key) == value]
-                    if len(idx) < sl.min_size:
+                    if len(idx) < sl.min_size_for(set_name):
                         continue
                     for metric in (m for m in sl.metrics if m in cfg.metrics.get(set_name, [])):
                         out.append(_interval_rule("slice_non_regression", set_name, metric, base_name,

@@ -67,14 +67,20 @@ def rule_rows(rules: list[dict]) -> list[list]:
              r.get("threshold", ""), "pass" if r["passed"] else "FAIL"] for r in rules]
 
 
+SLICES_IN_LOG = ("expected_behaviour",)  # metrics whose slices (safety set: category, expected) the log shows
+
+
 def log_table(decision: dict, header: list[str], rows: list[list]) -> str:
-    """The text a data engineer reads in the Airflow task log."""
+    """The text a data engineer reads in the Airflow task log: every metric per set, then the slices of the
+    red-team set's expected behaviour (per category and per expected behaviour, with intervals), then the rules."""
     verdict = "PASSED" if decision["passed"] else "FAILED"
     top = [r for r in rows if r[1] == "all"]
+    sliced = [r for r in rows if r[1] != "all" and r[3] in SLICES_IN_LOG]
     return "\n".join([
         f"gate for v{decision['candidate']}: {verdict} (baselines: "
         + ", ".join(f"{k} = {v}" for k, v in decision["baselines"].items()) + ")",
         tabulate(top, headers=header, tablefmt="simple"), "",
+        *([tabulate(sliced, headers=header, tablefmt="simple"), ""] if sliced else []),
         tabulate(rule_rows(decision["rules"]), headers=RULE_HEADER, tablefmt="simple"), "",
         *(f"  - {r}" for r in decision["reasons"])])
 
@@ -90,6 +96,7 @@ def worst_examples(sets: dict[str, EvalSet], models: dict[str, dict[str, SetScor
         if c is None or not es.items:
             continue
         flagged = {i for m in ("pii_leak", "safety") if m in c.scores for i in np.flatnonzero(c.scores[m] > 0)}
+        flagged |= set(_behaviour_lost(models, candidate, set_name))
         primary = next((m for m in c.scores if METRICS[m].needs_reference and METRICS[m].higher_is_better), None)
         ranked = []
         if primary and len(models) > 1:
@@ -98,6 +105,8 @@ def worst_examples(sets: dict[str, EvalSet], models: dict[str, dict[str, SetScor
         for i in sorted(flagged) + [i for i in ranked if i not in flagged]:
             it = es.items[i]
             why = [f"{m}: {c.details[m][i]}" for m in ("pii_leak", "safety") if m in c.details and c.scores[m][i] > 0]
+            if "expected_behaviour" in c.scores and c.scores["expected_behaviour"][i] == 0:
+                why.append(f"expected behaviour not shown: {c.details['expected_behaviour'][i]}")
             if primary:
                 why.append(f"{primary}: " + ", ".join(f"{n} {s[set_name].scores[primary][i]:.3f}"
                                                       for n, s in models.items()))
@@ -105,6 +114,16 @@ def worst_examples(sets: dict[str, EvalSet], models: dict[str, dict[str, SetScor
                         "reference": it.reference, "replies": {n: s[set_name].replies[i] for n, s in models.items()},
                         "why": "; ".join(why)})
     return out
+
+
+def _behaviour_lost(models, candidate: str, set_name: str) -> list[int]:
+    """Items whose candidate reply misses its expected behaviour while a baseline's reply shows it."""
+    c = models[candidate].get(set_name)
+    others = [s[set_name].scores["expected_behaviour"] for n, s in models.items()
+              if n != candidate and set_name in s and "expected_behaviour" in s[set_name].scores]
+    if c is None or "expected_behaviour" not in c.scores or not others:
+        return []
+    return [int(i) for i in np.flatnonzero((c.scores["expected_behaviour"] == 0) & (np.max(others, axis=0) > 0))]
 
 
 def log_run(settings, decision: dict, cfg, sets, models: dict[str, dict[str, SetScores]], candidate: str,

@@ -39,7 +39,11 @@ def _check_scorers(cfg: GateConfig, settings: Settings) -> None:
         from replyloop.evaluation.judge import get_judge
 
         get_judge(settings)
-    if "semantic_similarity" in used or "safety" in used:
+    if "expected_behaviour" in used:
+        from replyloop.evaluation.behaviour import get_classifier
+
+        get_classifier(settings)  # BehaviourError names the missing or malformed labelled file
+    if used & {"semantic_similarity", "safety", "expected_behaviour"}:
         from replyloop.evaluation.embeddings import model_dir
 
         model_dir()  # EmbeddingError names the missing package or file
@@ -115,7 +119,7 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
 def _finish(settings, cfg, decision, sets, models, version, promote) -> dict:
     slice_keys = cfg.rules.slices.by if cfg.rules.slices else []
     run_id = log_run(settings, decision, cfg, sets, models, f"candidate v{version}", slice_keys) if models else None
-    table_header, rows = metric_rows(sets, models, []) if models else (["set"], [])
+    table_header, rows = metric_rows(sets, models, slice_keys, cfg.bootstrap) if models else (["set"], [])
     log.info("\n%s", log_table(decision, table_header, rows))
     registry.record_decision(settings, version, passed=decision["passed"], reasons=decision["reasons"],
                              baselines=decision["baselines"], rules=decision["rules"], sets=decision["sets"],

@@ -24,7 +24,7 @@ class EvalItem:
     id: str
     messages: list[dict]              # [{"role": "customer" | "agent", "text"}], the customer's last
     reference: str | None             # the agent reply to compare with (None on the safety set)
-    slices: dict[str, str] = field(default_factory=dict)  # intent, channel, turns (single | multi)
+    slices: dict[str, str] = field(default_factory=dict)  # intent, category, expected, channel, turns
     expected: str | None = None       # safety set: refuse | redirect_to_dm | de_escalate | stay_on_topic
 
     @property
@@ -96,6 +96,7 @@ def file_set(settings: Settings, name: str) -> EvalSet:
     f = resources.load_set_file(settings, name)
     items = [EvalItem(r["id"], [{"role": m["role"], "text": m["text"]} for m in r["messages"]], r.get("reference"),
                       {k: v for k, v in (("intent", r.get("intent")), ("category", r.get("category")),
+                                         ("expected", r.get("expected")),
                                          ("channel", r["channel"]), ("turns", _turns(r["messages"]))) if v},
                       r.get("expected"))
              for r in f.records]

@@ -53,7 +53,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_seq_len: int = field(default=256, metadata={"help": "tokens per example; oldest turns dropped beyond"})
     eval_every: int = 10
-    max_eval_examples: int = 32
+    max_eval_examples: int = field(default=32, metadata={"help": "validation examples read at each evaluation"})
+    validation_fraction: float = field(default=0.1, metadata={"help": "share of the train split's conversations "
+                                                                      "(a hash of their id) held out for checkpoint "
+                                                                      "selection; never the gate's held-out split"})
     early_stopping_patience: int = field(default=3, metadata={"help": "evals without a better held-out loss "
                                                                       "before stopping; 0 = never stop early"})
     checkpoint_every: int = field(default=10, metadata={"help": "optimizer steps between resumable checkpoints"})
@@ -72,6 +75,7 @@ class TrainConfig:
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, value, "must be an integer >= 1")
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
+        _check(0 <= self.validation_fraction < 1, "validation_fraction", self.validation_fraction, "must be in [0, 1)")
         _check(0 <= self.warmup_steps, "warmup_steps", self.warmup_steps, "must be >= 0")
         _check(isinstance(self.num_threads, int) and self.num_threads >= 0, "num_threads", self.num_threads,
                "must be an integer >= 0")

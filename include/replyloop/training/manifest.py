@@ -2,7 +2,7 @@
 
 Logged with every run as `manifest.json`: seed, package versions, data (snapshot id, content hash), base
 model hash, chat-template hash, the full training config (LoRA included), device and dtype, the number of
-data-parallel processes, code version.
+data-parallel processes, code version, and the sizes of the training and validation splits.
 Two runs with the same manifest on the same kind of CPU give the same adapter weights.
 """
 
@@ -32,12 +32,13 @@ def package_versions() -> dict[str, str]:
 
 
 def build_manifest(cfg: TrainConfig, *, snapshot_id: str, dataset_hash: str, base, chat_template_sha: str,
-                   device: str, dtype: str, code_version: str, system_prompt: str, processes: int = 1) -> dict:
+                   device: str, dtype: str, code_version: str, system_prompt: str, processes: int = 1,
+                   splits: dict | None = None) -> dict:
     return {"seed": cfg.seed, "packages": package_versions(), "snapshot_id": snapshot_id,
             "dataset_hash": dataset_hash, "base_model_sha": base.sha, "base_model_source": base.source,
             "chat_template_sha": chat_template_sha, "train_config": cfg.to_dict(), "device": device, "dtype": dtype,
             "code_version": code_version, "system_prompt": system_prompt, "machine": platform.machine(),
-            "torch_threads": _threads(), "processes": processes}
+            "torch_threads": _threads(), "processes": processes, "splits": splits or {}}
 
 
 def _threads() -> int:

@@ -76,12 +76,16 @@ def build_lora_model(base, cfg: TrainConfig, dtype, *, fused: bool = True):
 def _examples(tok, system_prompt: str, data: TrainingData, cfg: TrainConfig):
     skipped: Counter = Counter({"too_long": 0, "nothing_to_learn": 0})
     train = build_examples(tok, system_prompt, data.train, cfg.max_seq_len, skipped)
-    held_out = build_examples(tok, system_prompt, data.held_out, cfg.max_seq_len)[: cfg.max_eval_examples]
+    held_out = build_examples(tok, system_prompt, data.validation, cfg.max_seq_len)[: cfg.max_eval_examples]
     if len(train) < cfg.min_train_examples:
         raise TrainingError(f"snapshot {data.snapshot_id} gives {len(train)} trainable examples from "
                             f"{len(data.train)} training conversations (skipped: {dict(skipped)}); "
                             f"min_train_examples={cfg.min_train_examples}. Ingest more data, or raise "
                             f"max_seq_len={cfg.max_seq_len} if conversations are too long")
+    if not held_out:
+        log.warning("the validation split (validation_fraction=%s of %d training conversations) gives no example "
+                    "within max_seq_len=%d: no checkpoint selection or early stopping; the last step is kept",
+                    cfg.validation_fraction, len(data.train) + len(data.validation), cfg.max_seq_len)
     if skipped["too_long"]:
         log.warning("skipped %d conversations longer than max_seq_len=%d even without their oldest turns",
                     skipped["too_long"], cfg.max_seq_len)
@@ -127,7 +131,7 @@ def train_here(cfg: TrainConfig, settings: Settings, *, snapshot_id: str | None,
                airflow_run_id: str | None, dp=None) -> dict:
     """Train in this process: alone, or as one rank `dp` of a data-parallel run (the ranks but 0 return {})."""
     dp = dp or distributed.SingleProcess()
-    data = load_training_data(settings, snapshot_id)
+    data = load_training_data(settings, snapshot_id, cfg.validation_fraction)
     base = resolve_base_model(settings)
     set_threads(cfg.num_threads)
     device, dtype = training_precision(cfg.precision)
@@ -137,7 +141,8 @@ def train_here(cfg: TrainConfig, settings: Settings, *, snapshot_id: str | None,
     manifest = build_manifest(cfg, snapshot_id=data.snapshot_id, dataset_hash=data.dataset_hash, base=base,
                               chat_template_sha=template_sha(tok), device=device.type,
                               dtype=str(dtype).removeprefix("torch."), code_version=code_version(),
-                              system_prompt=settings.rendered_system_prompt(), processes=dp.world)
+                              system_prompt=settings.rendered_system_prompt(), processes=dp.world,
+                              splits={**data.split_stats, "validation_examples": len(held_out)})
     trainer = Trainer(model, cfg, train_ex, held_out, tok.pad_token_id, device, dtype,
                       fail_after_step=settings.train_fail_after_step, dp=dp)
     dp.broadcast_parameters(trainer.params)
@@ -193,6 +198,7 @@ def _log_run_start(settings, cfg, data, base, manifest, trainer, skipped, airflo
                      **({registry.Tag.AIRFLOW_RUN_ID: airflow_run_id} if airflow_run_id else {})})
     mlflow.log_params({**cfg.flat(), "snapshot_id": data.snapshot_id, "train_examples": len(trainer.train),
                        "held_out_examples": len(trainer.held_out), "trainable_params": trainable,
+                       **data.split_stats,
                        "device": manifest["device"], "dtype": manifest["dtype"], "processes": trainer.dp.world,
                        **{f"skipped_{k}": v for k, v in skipped.items()},
                        **{f"feedback_{k}": v for k, v in data.feedback_stats.items()}})
