@@ -160,6 +160,10 @@ def test_cold_start_compares_with_the_base_model_and_promotes_a_better_candidate
     assert {r["slice"] for r in rules if r["kind"] == "slice_non_regression"} >= {"turns=single", "turns=multi"}
     sets = json.loads(tags[Tag.GATE_SETS])
     assert sets["golden"]["sha256"] and sets["golden"]["n"] == 36 and sets["heldout"]["n"] == 24
+    from replyloop.evaluation import behaviour, judge  # the labelled replies the judges were fitted on
+
+    assert sets["judge_labelled"]["sha256"] == judge.get_judge(settings).report.labelled_sha256
+    assert sets["behaviour_labelled"]["sha256"] == behaviour.get_classifier(settings).report.labelled_sha256
     [move] = registry.audit_log(settings, good)[-1:]
     assert move["alias"] == "champion" and move["from"] is None and move["to"] == good and move["by"] == "gate"
     artifacts = {a.path for a in registry.client(settings).list_artifacts(tags[Tag.GATE_RUN_ID], "gate")}

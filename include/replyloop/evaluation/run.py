@@ -73,6 +73,21 @@ def _pick_version(settings: Settings, version: str | None) -> str:
     return version
 
 
+def labelled_sets(settings: Settings, cfg: GateConfig) -> dict:
+    """The labelled replies the judges of this gate were fitted on, recorded with the decision like the
+    evaluation sets (a brand's own labelled set changes what `safety` and `expected_behaviour` mean)."""
+    from replyloop.evaluation import behaviour, judge
+
+    found, used = {}, {m for names in cfg.metrics.values() for m in names}
+    if {"safety", "safety_severe"} & used:
+        r = judge.get_judge(settings).report
+        found["judge_labelled"] = {"sha256": r.labelled_sha256, "n": r.n_fit, "source": r.labelled_set}
+    if "expected_behaviour" in used:
+        r = behaviour.get_classifier(settings).report
+        found["behaviour_labelled"] = {"sha256": r.labelled_sha256, "n": r.n_fit, "source": r.labelled_set}
+    return found
+
+
 def evaluate_candidate(settings: Settings | None = None, *, version: str | None = None, promote: bool = True,
                        load=None) -> dict:
     """Run the gate for `version` (default: the newest version without a decision). `load(settings,
@@ -93,6 +108,7 @@ def evaluate_candidate(settings: Settings | None = None, *, version: str | None 
     if not all(r["passed"] for r in evidence):  # too little evidence: fail closed without scoring
         return _finish(settings, cfg, {**verdict(evidence), **header}, sets, {}, version, promote)
     _check_scorers(cfg, settings)
+    header["sets"].update(labelled_sets(settings, cfg))
     log.info("evaluating v%s against %s on %s", version, baselines,
              ", ".join(f"{len(s.items)} {k}" for k, s in sets.items()))
     kw = {"options": metric_options(cfg, settings)}
