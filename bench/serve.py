@@ -92,6 +92,8 @@ def served_weight_bytes(settings, version: str) -> int:
     from replyloop.serving.engine import load_engine
 
     eng = load_engine(settings, version)
+    if hasattr(eng, "weight_bytes"):  # llama.cpp: its GGUF files
+        return eng.weight_bytes
     model = getattr(eng, "model", None)
     if model is None:  # CTranslate2 keeps a float16 file; float32 compute reads twice its size
         folder = next((settings.model_cache / "engines" / "ctranslate2").glob("*/ct2/model.bin"))
@@ -209,8 +211,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--agreement", type=int, default=40, help="golden prompts compared with the reference path")
-    ap.add_argument("--engines", nargs="+", default=["torch:auto", "torch:bfloat16", "ctranslate2:float32"],
-                    help="engine:compute_type pairs compared with the reference path")
+    ap.add_argument("--engines", nargs="+", default=["llamacpp:auto", "torch:auto"],
+                    help="engine:compute_type pairs compared with the reference path (also torch:bfloat16, "
+                         "ctranslate2:float32, llamacpp:q8_0, llamacpp:q4_1-lora, ...)")
+    ap.add_argument("--serve-engine", default="auto", help="REPLYLOOP_SERVE_ENGINE of the server")
+    ap.add_argument("--serve-compute-type", default="auto", help="REPLYLOOP_SERVE_COMPUTE_TYPE of the server")
     ap.add_argument("--levels", type=int, nargs="+", default=list(LEVELS), help="concurrent clients to measure")
     ap.add_argument("--naive", type=int, nargs="+", default=(6, 8, 16), help="baseline requests per level")
     ap.add_argument("--fast", type=int, nargs="+", default=(16, 32, 64), help="server requests per level")
@@ -223,6 +228,9 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     setup = prepare_home(home)
     settings, version = setup["settings"], setup["version"]
+    serve_env = {"REPLYLOOP_SERVE_ENGINE": args.serve_engine, "REPLYLOOP_SERVE_COMPUTE_TYPE": args.serve_compute_type}
+    settings = settings.model_copy(update={"serve_engine": args.serve_engine,
+                                           "serve_compute_type": args.serve_compute_type})
     bw = bandwidth_gbs()
     print(f"memory read bandwidth: {bw:.1f} GB/s")
     agree = agreement(settings, version, args.agreement, args.engines) if args.agreement else {}
@@ -249,7 +257,7 @@ def main() -> None:
         llama[Path(gguf).name] = res
         print(f"llama.cpp {Path(gguf).name}: p50 {res['p50']:.3f}s p95 {res['p95']:.3f}s "
               f"({res['tokens']} tokens in {res['seconds']:.1f}s)", flush=True)
-    server = Server(home)
+    server = Server(home, **serve_env)
     try:
         info = server.wait_ready()
         print(f"server: v{info['model_version']} on {info['engine']}")
