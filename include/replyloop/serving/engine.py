@@ -228,6 +228,7 @@ def _choice(settings: Settings) -> str:
         raise EngineError("REPLYLOOP_SERVE_ENGINE=ctranslate2 but the package ctranslate2 is not installed")
     if choice == "llamacpp" and not llamacpp_engine.installed():
         raise EngineError("REPLYLOOP_SERVE_ENGINE=llamacpp but the package llama-cpp-python is not installed")
+    _draft_kind(settings.serve_draft, None)  # checked whichever engine 'auto' turns out to be
     return choice
 
 

