@@ -27,6 +27,7 @@ import shutil
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,16 @@ WEIGHTS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "q8_0": "q8_0
            "q4_1-lora": "q4_1-lora"}
 DEFAULT_WEIGHTS = "f16"
 GGML_TYPE_F32, LLAMA_FLASH_ATTN_DISABLED = 0, 0
+_THREAD: ThreadPoolExecutor | None = None
+
+
+def _on_llama_thread(fn, *args):
+    """Run `fn` on the process's one llama.cpp thread: llama.cpp's OpenMP team then exists once (docs/api.md,
+    "Measured: the llama.cpp engine": decoding from a second thread took twice as long)."""
+    global _THREAD
+    if _THREAD is None:
+        _THREAD = ThreadPoolExecutor(1, thread_name_prefix="llamacpp")
+    return _THREAD.submit(fn, *args).result()
 
 
 class LlamaCppError(RuntimeError):
@@ -139,10 +150,10 @@ class LlamaCppEngine:
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._ll = llama_cpp
-        self._load(Path(model_path), lora_path, threads or os.cpu_count() or 1, n_ctx, f32_kv)
+        _on_llama_thread(self._load, Path(model_path), lora_path, threads or os.cpu_count() or 1, n_ctx, f32_kv)
         self.prefix = self._system_prefix()
         if self.prefix:  # the system prefix's cells, sequence 0, shared by every reply of this load
-            self._decode_tokens([(0, self.prefix, 0)])
+            _on_llama_thread(self._decode_tokens, [(0, self.prefix, 0)])
 
     def _load(self, model_path: Path, lora_path: Path | None, threads: int, n_ctx: int, f32_kv: bool) -> None:
         from llama_cpp import _internals as internals
@@ -210,7 +221,7 @@ class LlamaCppEngine:
         out: list[list[int]] = []
         with self._lock:
             for group in self._groups(rows):
-                out.extend(self._decode_group([rows[i] for i in group]))
+                out.extend(_on_llama_thread(self._decode_group, [rows[i] for i in group]))
         return [Generation(self.tok.decode(ids, skip_special_tokens=True).strip(), len(ids)) for ids in out]
 
     def _groups(self, rows: list[list[int]]) -> list[list[int]]:
