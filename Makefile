@@ -116,6 +116,9 @@ mlflow: install ## MLflow UI on http://localhost:5000
 	$(BIN)/mlflow server --backend-store-uri sqlite:///$(REPLYLOOP_HOME)/mlflow.db \
 	  --default-artifact-root file://$(REPLYLOOP_HOME)/mlartifacts --host 127.0.0.1 --port 5000
 
+# One torch thread in the server: torch and llama.cpp share one OpenMP runtime, and a second team of torch
+# threads made libgomp stop spinning at llama.cpp's barriers (a lone reply 1.11 s instead of 0.57 s, docs/api.md).
+serve: export OMP_NUM_THREADS ?= 1
 serve: install ## reply API on http://localhost:8000 (follows the champion alias)
 	$(BIN)/replyloop serve
 
