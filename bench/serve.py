@@ -92,6 +92,8 @@ def served_weight_bytes(settings, version: str) -> int:
     from replyloop.serving.engine import load_engine
 
     eng = load_engine(settings, version)
+    if hasattr(eng, "weight_bytes"):  # llama.cpp: its GGUF files
+        return eng.weight_bytes
     model = getattr(eng, "model", None)
     if model is None:  # CTranslate2 keeps a float16 file; float32 compute reads twice its size
         folder = next((settings.model_cache / "engines" / "ctranslate2").glob("*/ct2/model.bin"))
@@ -228,8 +230,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--agreement", type=int, default=40, help="golden prompts compared with the reference path")
-    ap.add_argument("--engines", nargs="+", default=["torch:auto", "torch:bfloat16", "ctranslate2:float32"],
-                    help="engine:compute_type pairs compared with the reference path")
+    ap.add_argument("--engines", nargs="+", default=["llamacpp:auto", "torch:auto"],
+                    help="engine:compute_type pairs compared with the reference path (also torch:bfloat16, "
+                         "ctranslate2:float32, llamacpp:q8_0, llamacpp:q4_1-lora, ...)")
+    ap.add_argument("--serve-engine", default="auto", help="REPLYLOOP_SERVE_ENGINE of the server")
+    ap.add_argument("--serve-compute-type", default="auto", help="REPLYLOOP_SERVE_COMPUTE_TYPE of the server")
     ap.add_argument("--levels", type=int, nargs="+", default=list(LEVELS), help="concurrent clients to measure")
     ap.add_argument("--naive", type=int, nargs="+", default=(6, 8, 16), help="baseline requests per level")
     ap.add_argument("--fast", type=int, nargs="+", default=(16, 32, 64), help="server requests per level")
@@ -244,6 +249,9 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     setup = prepare_home(home)
     settings, version = setup["settings"], setup["version"]
+    serve_env = {"REPLYLOOP_SERVE_ENGINE": args.serve_engine, "REPLYLOOP_SERVE_COMPUTE_TYPE": args.serve_compute_type}
+    settings = settings.model_copy(update={"serve_engine": args.serve_engine,
+                                           "serve_compute_type": args.serve_compute_type})
     bw = bandwidth_gbs()
     print(f"memory read bandwidth: {bw:.1f} GB/s")
     agree = agreement(settings, version, args.agreement, args.engines) if args.agreement else {}
@@ -273,8 +281,8 @@ def main() -> None:
     if args.baseline_env:  # the same levels on a server with other settings first, side by side
         other = dict(kv.split("=", 1) for kv in args.baseline_env)
         label = " ".join(args.baseline_env)
-        levels(Server(home, **other), args, convs, f"replyloop with {label}", red_team_prompt=None)
-    fast, safety = levels(Server(home), args, convs, "replyloop",
+        levels(Server(home, **{**serve_env, **other}), args, convs, f"replyloop with {label}", red_team_prompt=None)
+    fast, safety = levels(Server(home, **serve_env), args, convs, "replyloop",
                           red_team_prompt=None if args.no_red_team else settings.rendered_system_prompt())
     print(f"\n{'clients':>7} | {'naive p50':>9} {'p95':>7} {'rps':>6} | {'replyloop p50':>13} {'p95':>7} {'rps':>6} "
           f"{'5xx':>4} | {'p50 ratio':>9} {'rps ratio':>9}")

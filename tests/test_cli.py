@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 from datetime import date, timedelta
 
 from click.testing import CliRunner
@@ -63,3 +67,20 @@ def test_errors_are_clear_and_nonzero(settings):
     assert out.exit_code == 1 and "no @champion version" in out.output
     out = CliRunner().invoke(main, ["rollback"])
     assert out.exit_code == 1 and "no champion to roll back" in out.output
+
+
+def _omp_threads_after_serve_setup(**env: str) -> str:
+    """OMP_NUM_THREADS as `replyloop serve` leaves it before the server imports torch (a fresh interpreter)."""
+    code = ("import os; from replyloop import cli; cli._one_openmp_thread_for_llamacpp(); "
+            "print(os.environ.get('OMP_NUM_THREADS', 'unset'))")
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS" and not k.startswith("REPLYLOOP_SERVE")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_serve_gives_torch_one_openmp_thread_beside_llamacpp():
+    assert importlib.util.find_spec("llama_cpp") is not None  # installed by make install
+    assert _omp_threads_after_serve_setup() == "1"
+    assert _omp_threads_after_serve_setup(REPLYLOOP_SERVE_ENGINE="torch") == "unset"
+    assert _omp_threads_after_serve_setup(OMP_NUM_THREADS="2") == "2"

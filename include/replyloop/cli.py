@@ -381,12 +381,24 @@ def reply(text: str, alias: str | None) -> None:
 @click.option("--port", default=8000, show_default=True)
 def serve(host: str, port: int) -> None:
     """Serve the champion over HTTP (POST /v1/replies, /v1/feedback, /v1/webhooks/PLATFORM; docs/api.md)."""
+    _one_openmp_thread_for_llamacpp()
     import uvicorn
 
     from replyloop.serving.main import create_app
 
     # access log: method, path and status only (no bodies, no keys); graceful shutdown flushes the reply log
     uvicorn.run(create_app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+def _one_openmp_thread_for_llamacpp() -> None:
+    """torch and llama.cpp share one OpenMP runtime: a second team of torch threads beside llama.cpp's slowed a
+    lone reply from 0.52 s to 1.06 s (docs/api.md). With the llama.cpp engine in play, torch gets one thread
+    unless OMP_NUM_THREADS says otherwise; it must be set before torch is imported."""
+    import importlib.util
+
+    engine = get_settings().serve_engine
+    if engine in ("auto", "llamacpp") and "torch" not in sys.modules and importlib.util.find_spec("llama_cpp"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @main.group("api-key")

@@ -122,12 +122,17 @@ class Settings(BaseSettings):
     alias_poll_seconds: float = 30.0
     max_new_tokens: int = 48
     # serving: engine, batching, limits, security, durable reply log (owner: serving)
-    serve_engine: str = Field("auto", description="'auto' or 'torch' (the reference generator with a cached "
-                                                  "system prompt and micro-batches), 'ctranslate2', or 'hf' "
-                                                  "(the reference path, one generate per micro-batch)")
+    serve_engine: str = Field("auto", description="'auto' (llamacpp for Llama models on CPU when "
+                                                  "llama-cpp-python is installed, else torch), 'llamacpp' (a "
+                                                  "GGUF of the version, the reference decoding rule), 'torch' "
+                                                  "(the reference generator with a cached system prompt and "
+                                                  "micro-batches), 'ctranslate2', or 'hf' (the reference path, "
+                                                  "one generate per micro-batch)")
     serve_compute_type: str = Field("auto", description="Weights: 'auto' (torch: as the version loads, float32 "
                                                         "on CPU, bf16/fp16 on CUDA), 'bfloat16', 'float32'; "
-                                                        "CTranslate2 also 'int8' (other greedy replies)")
+                                                        "CTranslate2 also 'int8' (other greedy replies); "
+                                                        "llamacpp: the GGUF's weights, 'auto' (float32), "
+                                                        "'float16', 'bfloat16', 'q8_0', 'q4_1', 'q4_1-lora'")
     serve_threads: int = Field(0, ge=0, description="CPU threads of the engine; 0 = the library's default "
                                                     "(one per core)")
     serve_draft: str = Field("auto", description="Torch engine: decode a lone request speculatively with a "

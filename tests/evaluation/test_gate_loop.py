@@ -276,15 +276,15 @@ def test_the_gate_judges_the_replies_the_server_gives(loop, tmp_path):
     own = settings.model_copy(update={"model_name": "served-replies"})
     version = register_variant(settings, good, tmp_path, into=own)
     result = evaluate_candidate(own, version=version, promote=False)
-    assert result["engine"] == "torch"  # REPLYLOOP_SERVE_ENGINE=auto
+    assert result["engine"] == "llamacpp"  # REPLYLOOP_SERVE_ENGINE=auto, a Llama on CPU
     table = mlflow.load_table("gate/replies.json", run_ids=[result["eval_run_id"]])
     golden = table[table["set"] == "golden"]
     items = {it.id: it for it in load_sets(own, None)["golden"].items}
     convs = [items[i].messages for i in golden["id"]]
     engine, step = load_engine(own, version), own.serve_max_batch  # the server's micro-batches
-    assert engine.name == "torch"
+    assert engine.name == "llamacpp"
     served = [g.text for i in range(0, len(convs), step) for g in engine.generate(convs[i : i + step])]
     assert list(golden[f"candidate v{version}"]) == served
     base = load_base(own, registry.download_version(own, version))
-    assert base.engine.name == "torch"
+    assert base.engine.name == "llamacpp"
     assert list(golden["base model"]) == base.reply(convs)

@@ -180,8 +180,8 @@ def test_metrics_count_routes_statuses_versions_and_fallbacks(client):
     assert "replyloop_request_seconds_bucket" in text and "replyloop_queue_depth" in text
     assert "replyloop_generated_tokens_total" in text and "replyloop_fallbacks" in text
     ready = client.get("/readyz").json()
-    assert ready["engine"] == "torch"  # the default engine (REPLYLOOP_SERVE_ENGINE=auto)
-    assert f'replyloop_served_model{{engine="torch",version="{ready["model_version"]}"}} 1.0' in text
+    assert ready["engine"] == "llamacpp"  # the default engine for a Llama on CPU (REPLYLOOP_SERVE_ENGINE=auto)
+    assert f'replyloop_served_model{{engine="llamacpp",version="{ready["model_version"]}"}} 1.0' in text
 
 
 def test_no_paths_keys_or_customer_text_leak(client, serve_settings, api_key, caplog):

@@ -1,17 +1,19 @@
-"""Inference engines for a registered version: torch (default), CTranslate2 on merged weights, or the HF reference.
+"""Inference engines for a registered version: llama.cpp or torch (auto), CTranslate2, or the HF reference.
 
-Chosen by measurement (bench/serve.py, docs/api.md). The torch engine (`torch_engine.TorchEngine`) is the
-version's own reply generator (LoRA merged, as the pyfunc loads it) with a cached system-prompt prefix and
-one decoding loop per micro-batch (`generate`, or for Llama models a lean loop doing what `generate` does,
-`lean_llama.py`) with the reference generator's logits processors, so it decodes by the reference rule: greedy, repetition
-penalty 1.1 and no repeated 4-grams over prompt + reply, no token containing '@'; on CUDA the same code
-uses the GPU. CTranslate2 (`REPLYLOOP_SERVE_ENGINE=ctranslate2`) mirrors that rule by running the prompt
-through its decoding loop (slow for batches of prompts of different lengths). All build prompts with
-`replyloop.chat` (what is trained is what is served).
+Chosen by measurement (bench/serve.py, docs/api.md). `auto` is the llama.cpp engine
+(`llamacpp_engine.LlamaCppEngine`: a GGUF of the version's merged weights, written once per content hash,
+decoded a micro-batch at a time with the version's own logits processors) for Llama-architecture models on
+CPU when llama-cpp-python is installed, else the torch engine (`torch_engine.TorchEngine`: the version's
+own reply generator, LoRA merged, with a cached system-prompt prefix and one decoding loop per micro-batch;
+on CUDA the same code uses the GPU). Both decode by the reference rule: greedy, repetition penalty 1.1 and
+no repeated 4-grams over prompt + reply with the end of turn exempt, no token containing '@'
+(`modeling.decoding_rule`). CTranslate2 (`REPLYLOOP_SERVE_ENGINE=ctranslate2`) mirrors that rule by
+running the prompt through its decoding loop (slow for batches of prompts of different lengths). All build
+prompts with `replyloop.chat` (what is trained is what is served).
 
-A version's CTranslate2 files are converted once: merged weights land in
-`$REPLYLOOP_HOME/models/engines/ctranslate2/<content hash>` (hash of the adapter files, the base model's
-hash and the converter version), so a version is converted once per machine, whatever its number.
+Converted files are written once per content hash (of the adapter files, the base model's hash and the
+converter's version) under `$REPLYLOOP_HOME/models/engines/<engine>/<hash>`, so a version is converted
+once per machine, whatever its number.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Protocol
 
 from replyloop import registry
 from replyloop.chat import prompt_ids
+from replyloop.serving import llamacpp_engine
 from replyloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -209,6 +212,9 @@ def _draft_kind(choice: str, engine) -> str | None:
     return None if choice in ("auto", "none") else choice
 
 
+ENGINES = ("auto", "torch", "llamacpp", "ctranslate2", "hf")
+
+
 def torch_engine(settings: Settings, version: str):
     """The version's reference generator on the torch engine, in the configured dtype."""
     return _torch_engine(settings, registry.load_version(settings, version))
@@ -216,22 +222,66 @@ def torch_engine(settings: Settings, version: str):
 
 def _choice(settings: Settings) -> str:
     choice = settings.serve_engine
-    if choice not in ("auto", "torch", "ctranslate2", "hf"):
-        raise EngineError(f"REPLYLOOP_SERVE_ENGINE={choice!r} is not one of auto, torch, ctranslate2, hf")
+    if choice not in ENGINES:
+        raise EngineError(f"REPLYLOOP_SERVE_ENGINE={choice!r} is not one of {', '.join(ENGINES)}")
     if choice == "ctranslate2" and not ctranslate2_installed():
         raise EngineError("REPLYLOOP_SERVE_ENGINE=ctranslate2 but the package ctranslate2 is not installed")
-    return "torch" if choice == "auto" else choice
+    if choice == "llamacpp" and not llamacpp_engine.installed():
+        raise EngineError("REPLYLOOP_SERVE_ENGINE=llamacpp but the package llama-cpp-python is not installed")
+    _draft_kind(settings.serve_draft, None)  # checked whichever engine 'auto' turns out to be
+    return choice
+
+
+def _auto(generator) -> str:
+    """'auto': llama.cpp for a Llama-architecture model on CPU when llama-cpp-python is installed (faster at
+    every concurrency measured, same decoding rule; docs/api.md), else the torch engine (CUDA, other models)."""
+    from replyloop.serving.gguf_llama import unsupported_reason
+
+    if llamacpp_engine.installed() and generator.model.device.type == "cpu" \
+            and unsupported_reason(generator.model.config) is None:
+        return "llamacpp"
+    return "torch"
+
+
+def _by_choice(settings: Settings, choice: str, generator, base_model_sha: str, adapter_dir: Path | None,
+               label: str) -> Engine:
+    """`generator` (a ReplyGenerator) on the torch or llama.cpp engine, or as the HF reference itself."""
+    choice = _auto(generator) if choice == "auto" else choice
+    if choice == "hf":
+        return HFEngine(generator)
+    if choice == "torch":
+        return _torch_engine(settings, generator)
+    return _llamacpp(settings, generator, base_model_sha, adapter_dir, label)
+
+
+def _llamacpp(settings: Settings, generator, base_model_sha: str, adapter_dir: Path | None, label: str):
+    from replyloop.serving.gguf_llama import unsupported_reason
+
+    if reason := unsupported_reason(generator.model.config):
+        raise EngineError(f"REPLYLOOP_SERVE_ENGINE=llamacpp cannot serve {label}: {reason} (use torch)")
+    ctype = settings.serve_compute_type
+    weights = llamacpp_engine.DEFAULT_WEIGHTS if ctype == "auto" else llamacpp_engine.WEIGHTS.get(ctype)
+    if weights is None:
+        raise EngineError(f"REPLYLOOP_SERVE_COMPUTE_TYPE={ctype!r} is not one of auto, "
+                          f"{', '.join(llamacpp_engine.WEIGHTS)} for the llama.cpp engine")
+    paths = llamacpp_engine.convert(settings, base_model_sha, adapter_dir, generator, weights, label=label)
+    return llamacpp_engine.LlamaCppEngine(generator, paths["model"], lora_path=paths["lora"], weights=weights,
+                                          threads=settings.serve_threads, max_batch=settings.serve_max_batch,
+                                          max_prompt_tokens=settings.serve_max_prompt_tokens)
 
 
 def load_engine(settings: Settings, version: str) -> Engine:
-    """The engine the settings ask for; 'auto' is the torch engine (chosen by measurement, docs/api.md)."""
+    """The engine the settings ask for; 'auto' is llama.cpp for Llama models on CPU when installed, else
+    the torch engine (chosen by measurement, docs/api.md)."""
     choice = _choice(settings)
-    if choice == "hf":
-        return HFEngine(registry.load_version(settings, version))
-    if choice == "torch":
-        return torch_engine(settings, version)
+    if choice == "ctranslate2":
+        files = registry.download_version(settings, version)
+        return _ct2_engine(settings, convert_version(settings, files), version_config(files))
+    if choice in ("hf", "torch"):
+        return _by_choice(settings, choice, registry.load_version(settings, version), "", None, "")
     files = registry.download_version(settings, version)
-    return _ct2_engine(settings, convert_version(settings, files), version_config(files))
+    return _by_choice(settings, choice, registry.load_version(settings, version), files.base_model_sha,
+                      files.adapter_dir, f"version {files.version}")
 
 
 def load_base_engine(settings: Settings, base_model_sha: str, config: dict) -> Engine:
@@ -246,7 +296,7 @@ def load_base_engine(settings: Settings, base_model_sha: str, config: dict) -> E
     model, tok = load_base(base_model_by_hash(settings, base_model_sha))
     generator = ReplyGenerator(model, tok, system_prompt=_system_prompt(settings, config),
                                max_new_tokens=_max_new(settings, config))
-    return HFEngine(generator) if choice == "hf" else _torch_engine(settings, generator)
+    return _by_choice(settings, choice, generator, base_model_sha, None, f"base model {base_model_sha[:16]}")
 
 
 def _system_prompt(settings: Settings, config: dict) -> str:
