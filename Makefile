@@ -30,10 +30,11 @@ export PYTHONUNBUFFERED := 1
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-# llama.cpp (the serving engine, llama-cpp-python) compiles from its sdist for this CPU: only the libraries,
-# two jobs per core count (about 7.5 minutes on 2 cores); pip caches the built wheel for the next install.
+# llama.cpp (the serving engine, llama-cpp-python) compiles from its sdist for this CPU: only the libraries
+# (about 4 minutes on 2 cores); pip caches the built wheel for the next install. GGML_NATIVE: the wheel is for
+# this CPU only; do not share ~/.cache/pip with machines of another CPU (pip's cache key is the sdist).
 LLAMA_CPP_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
-  -DLLAMA_BUILD_TOOLS=OFF -DGGML_NATIVE=ON
+  -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_COMMON=OFF -DGGML_NATIVE=ON
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt requirements-llamacpp.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt

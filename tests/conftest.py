@@ -36,6 +36,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # two workers share two cores: one torch/OpenMP thread each, or their spinning threads fight over them
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+    os.environ.setdefault("REPLYLOOP_SERVE_THREADS", "1")  # llama.cpp sets its own threads, from this setting
 for var in ("MLFLOW_TRACKING_URI", "REPLYLOOP_LAKE_URI", "AWS_ENDPOINT_URL", "REPLYLOOP_BASE_MODEL"):
     os.environ.pop(var, None)
 sys.path.insert(0, str(REPO / "dags"))
