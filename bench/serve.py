@@ -21,10 +21,12 @@ average is printed with them.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import re
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _serving import ROOT, Server, batch_stats, golden_conversations, pct, prepare_home, run_clients
@@ -102,9 +104,22 @@ def served_weight_bytes(settings, version: str) -> int:
 
 
 def llama_cpp_p50(settings, version: str, convs: list, gguf: Path) -> dict | None:
-    """p50 latency of llama.cpp (llama-cpp-python, optional) on a GGUF of the same base model, one request at
-    a time, same prompt tokens, greedy, repetition penalty 1.1 (llama.cpp's: over its last 64 tokens), same
-    reply budget; None when llama-cpp-python is not installed."""
+    """p50 latency of llama.cpp (llama-cpp-python) on a GGUF of the same base model, in a process of its own:
+    in this one torch's OpenMP team (the naive baseline's) slowed llama.cpp's barriers (0.53-0.97 s per reply
+    across runs), and the server gets its own process too."""
+    given = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = given or "1"  # what `replyloop serve` gives torch beside llama.cpp
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_llama_cpp_p50, settings, version, convs, gguf).result()
+    finally:
+        if given is None:
+            del os.environ["OMP_NUM_THREADS"]
+
+
+def _llama_cpp_p50(settings, version: str, convs: list, gguf: Path) -> dict | None:
+    """One request at a time, same prompt tokens, greedy, repetition penalty 1.1 (llama.cpp's: over its last 64
+    tokens), same reply budget; None when llama-cpp-python is not installed."""
     try:
         from llama_cpp import Llama
     except ImportError:
