@@ -136,3 +136,30 @@ def test_compute_type_is_checked_for_llamacpp(version):
 
 def test_llamacpp_module_reports_installed():
     assert llamacpp_engine.installed()
+
+
+def test_float16_default_gives_the_reference_greedy_replies(version):
+    """float16 is what `auto` serves (16/16 identical on SmolLM2's golden prompts, docs/api.md; 24/24 on the tiny
+    model when written): rounding the weights may flip a near-tie, on one prompt at most."""
+    convs = golden_conversations(24)
+    reference = HFEngine(version["generator"]).generate(convs)
+    fast = _engine(version, "f16").generate(convs)
+    same = sum(a.text == b.text for a, b in zip(reference, fast, strict=True))
+    assert same >= 23, f"{same}/{len(convs)} identical greedy replies"
+
+
+def test_an_adapter_with_tensors_the_writer_does_not_handle_is_refused(version, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from replyloop.serving.gguf_llama import GGUFError
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(version["files"].adapter_dir, adapter)
+    tensors = load_file(str(adapter / "adapter_model.safetensors"))
+    key = next(k for k in tensors if ".lora_A." in k)
+    tensors["base_model.model.model.embed_tokens.lora_embedding_A"] = tensors[key]
+    save_file(tensors, str(adapter / "adapter_model.safetensors"))
+    with pytest.raises(GGUFError, match="lora_embedding_A"):
+        write_lora(adapter, version["generator"].model.config, tmp_path / "lora.gguf")

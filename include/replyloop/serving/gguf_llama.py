@@ -172,6 +172,10 @@ def write_lora(adapter_dir: Path, config, path: Path) -> Path:
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, lora_alpha(cfg))
+    unwritten = sorted(k for k in tensors if ".lora_A." not in k and ".lora_B." not in k)
+    if unwritten:  # e.g. lora_embedding_A/B: leaving them out would serve other weights than the version's
+        raise GGUFError(f"adapter {adapter_dir} holds tensors the llama.cpp adapter writer does not handle: "
+                        f"{', '.join(unwritten[:3])}")
     for key in sorted(tensors):
         if ".lora_A." not in key:
             continue
