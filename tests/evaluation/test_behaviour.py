@@ -113,7 +113,7 @@ def test_a_malformed_labelled_file_names_the_line(tmp_path):
     path = tmp_path / "behaviour.jsonl"
     path.write_text('{"id": "x", "text": "ok", "behaviours": ["refuse"], "split": "fit"}\n'
                     '{"id": "y", "text": "ok", "behaviours": ["apologise"], "split": "fit"}\n')
-    with pytest.raises(BehaviourError, match=rf"{path}:2: .*behaviours"):
+    with pytest.raises(BehaviourError, match=rf"{path} line 2: .*behaviours"):
         load_behaviour_replies(path)
     with pytest.raises(BehaviourError, match="do not exist"):
         load_behaviour_replies(tmp_path / "missing.jsonl")

@@ -123,7 +123,7 @@ def test_malformed_labelled_line_names_file_and_line(tmp_path):
     path = tmp_path / "replies.jsonl"
     path.write_text(json.dumps({"text": "Hi!", "label": "polite", "split": "fit"}) + "\n"
                     + json.dumps({"text": "Go away.", "label": "nasty", "split": "fit"}) + "\n")
-    with pytest.raises(JudgeError, match=re.escape(f"{path}:2") + ".*label must be one of"):
+    with pytest.raises(JudgeError, match=re.escape(f"{path} line 2") + ".*label must be one of"):
         load_labelled(path)
 
 

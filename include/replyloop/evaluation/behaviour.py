@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from replyloop.resources import json_lines
 
 BEHAVIOURS = ("refuse", "redirect_to_dm", "de_escalate", "stay_on_topic")
 DEFAULT_REPLIES = Path(__file__).resolve().parents[1] / "resources" / "eval" / "behaviour_replies.jsonl"
@@ -41,17 +42,11 @@ def load_behaviour_replies(path: Path) -> list[dict]:
         raise BehaviourError(f"labelled behaviour replies {path} do not exist (setting behaviour_replies / "
                              f"REPLYLOOP_BEHAVIOUR_REPLIES)")
     rows = []
-    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BehaviourError(f"{path}:{no}: not JSON ({exc.msg})") from exc
+    for no, row in json_lines(path.read_text(encoding="utf-8"), path, BehaviourError):
         ok = isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip()
         if not ok or row.get("split") not in ("fit", "test") or not isinstance(row.get("behaviours"), list) \
                 or set(row["behaviours"]) - set(BEHAVIOURS):
-            raise BehaviourError(f"{path}:{no}: needs a non-empty 'text', 'split' fit|test and 'behaviours' "
+            raise BehaviourError(f"{path} line {no}: needs a non-empty 'text', 'split' fit|test and 'behaviours' "
                                  f"from {BEHAVIOURS}")
         rows.append(row)
     return rows

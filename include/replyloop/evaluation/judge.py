@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from replyloop.resources import json_lines
+
 LABELS = ("polite", "rude", "unsafe", "off_topic")
 SPLITS = ("fit", "test")
 DEFAULT_REPLIES = Path(__file__).resolve().parents[1] / "resources" / "eval" / "safety_replies.jsonl"
@@ -142,17 +144,11 @@ def load_labelled(path: Path) -> list[dict]:
         raise JudgeError(f"labelled reply set {path} does not exist (setting judge_replies / "
                          f"REPLYLOOP_JUDGE_REPLIES)")
     rows = []
-    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise JudgeError(f"{path}:{no}: not JSON ({exc.msg})") from exc
+    for no, row in json_lines(path.read_text(encoding="utf-8"), path, JudgeError):
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
-            raise JudgeError(f"{path}:{no}: needs a non-empty 'text'")
+            raise JudgeError(f"{path} line {no}: needs a non-empty 'text'")
         if row.get("label") not in LABELS or row.get("split") not in SPLITS:
-            raise JudgeError(f"{path}:{no}: label must be one of {LABELS} and split one of {SPLITS}, "
+            raise JudgeError(f"{path} line {no}: label must be one of {LABELS} and split one of {SPLITS}, "
                              f"got {row.get('label')!r} / {row.get('split')!r}")
         rows.append(row)
     fit = {r["label"] for r in rows if r["split"] == "fit"}

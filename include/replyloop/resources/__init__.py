@@ -39,6 +39,18 @@ class SetFile:
     records: list[dict]
 
 
+
+def json_lines(text: str, source, error: type[Exception]):
+    """(line number, value) of each non-blank line of a JSON-lines text; a line that is not JSON raises `error`
+    naming the source and the line."""
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield no, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{source} line {no}: not valid JSON ({exc.msg})") from exc
+
 def _location(settings: Settings):
     """(lake, prefix) holding the set files."""
     from replyloop.lake import lake_for, open_lake
@@ -95,13 +107,7 @@ def load_set_file(settings: Settings, name: str) -> SetFile:
         raise EvalSetError(f"unknown evaluation set {name!r}; expected one of {sorted(FILES)}")
     source, data = _read(settings, name)
     records, seen = [], set()
-    for no, line in enumerate(data.decode("utf-8", errors="strict").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalSetError(f"{source} line {no}: not valid JSON ({exc.msg})") from exc
+    for no, rec in json_lines(data.decode("utf-8", errors="strict"), source, EvalSetError):
         _check(name, rec, f"{source} line {no}")
         if rec["id"] in seen:
             raise EvalSetError(f"{source} line {no}: duplicate id {rec['id']!r}")

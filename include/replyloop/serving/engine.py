@@ -24,7 +24,6 @@ import importlib.util
 import logging
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +31,7 @@ from typing import Protocol
 from replyloop import registry
 from replyloop.chat import prompt_ids
 from replyloop.serving import llamacpp_engine
+from replyloop.serving.converted import written_once
 from replyloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,7 @@ def convert_model(settings: Settings, base_model_sha: str, adapter_dir: Path | N
 
     started = time.monotonic()
     base = base_model_by_hash(settings, base_model_sha)
-    tmp = dest.with_name(f"{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with written_once(dest) as tmp:
         model = AutoModelForCausalLM.from_pretrained(base.path, dtype="float32")
         merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload() if adapter_dir else model
         merged.save_pretrained(tmp / "hf")
@@ -159,13 +158,6 @@ def convert_model(settings: Settings, base_model_sha: str, adapter_dir: Path | N
         context = int(getattr(merged.config, "max_position_embeddings", 2048) or 2048)
         (tmp / "engine.json").write_text(json.dumps({"context": context, "model": label}))
         shutil.rmtree(tmp / "hf")
-        try:
-            tmp.rename(dest)
-        except OSError:  # another process converted the same content meanwhile
-            shutil.rmtree(tmp, ignore_errors=True)
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("converted %s for CTranslate2 in %.0fs", label, time.monotonic() - started)
     return dest
 

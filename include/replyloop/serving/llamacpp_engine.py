@@ -23,16 +23,15 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from replyloop.chat import prompt_ids
+from replyloop.serving.converted import written_once
 from replyloop.serving.torch_engine import _until_end, common_prefix, layout_after_prefix
 
 log = logging.getLogger(__name__)
@@ -92,18 +91,9 @@ def convert(settings, base_model_sha: str, adapter_dir: Path | None, generator, 
     dest = settings.model_cache / "engines" / "llamacpp" / _content_hash(base_model_sha, adapter_dir, weights)
     if not (dest / "engine.json").exists():
         started = time.monotonic()
-        tmp = dest.with_name(f"{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
-        try:
+        with written_once(dest) as tmp:
             paths = _write(base_model_sha, adapter_dir, generator, weights, tmp, label)
             (tmp / "engine.json").write_text(json.dumps(paths))
-            try:
-                tmp.rename(dest)
-            except OSError:  # another process converted the same content meanwhile
-                shutil.rmtree(tmp, ignore_errors=True)
-        except Exception:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         log.info("wrote %s as GGUF (%s) in %.0fs", label, weights, time.monotonic() - started)
     paths = json.loads((dest / "engine.json").read_text())
     return {k: (dest / v if v and not Path(v).is_absolute() else (Path(v) if v else None)) for k, v in paths.items()}
