@@ -169,6 +169,21 @@ def run_clients(n_clients: int, jobs: list, work) -> list:
     return results
 
 
+def read_bandwidth_gbs(threads: int) -> float:
+    """Best of 5 reads of a 1 GiB float32 tensor with `threads` torch threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.ones(256 * 1024 * 1024)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a.sum()
+        best = min(best, time.perf_counter() - t)
+    del a
+    return 4 * 256 * 1024 * 1024 / best / 1e9
+
+
 def golden_conversations() -> list[list[dict]]:
     path = ROOT / "include" / "replyloop" / "resources" / "eval" / "golden.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

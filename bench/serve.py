@@ -4,7 +4,7 @@
 
 The champion is a LoRA adapter (r=16, all linear layers) on SmolLM2-135M-Instruct, registered in a bench
 home of its own (default $REPLYLOOP_HOME/bench-serve; created once). Then:
-  1. memory read bandwidth of this machine (numpy), the physical limit of single-stream decoding;
+  1. memory read bandwidth of this machine (torch, one thread per core), the limit of single-stream decoding;
   2. agreement of the fast engines with the reference HF path of the same version: identical greedy replies
      on the first --agreement golden prompts, for each of --engines (the served one is `torch:auto`);
   3. the naive baseline: the unmerged PeftModel calling `generate` per request, one request at a time
@@ -29,23 +29,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from _serving import ROOT, Server, batch_stats, golden_conversations, pct, prepare_home, run_clients
+from _serving import (ROOT, Server, batch_stats, golden_conversations, pct, prepare_home, read_bandwidth_gbs,
+                      run_clients)
 
 from replyloop.modeling import smollm2_gguf
 
 LEVELS = (1, 4, 16)
-
-
-def bandwidth_gbs() -> float:
-    import numpy as np
-
-    a = np.ones(64 * 1024 * 1024, dtype=np.float64)  # 512 MiB
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        a.sum()
-        best = min(best, time.perf_counter() - t)
-    return a.nbytes / best / 1e9
 
 
 def agreement(settings, version: str, n: int, engines: list[str]) -> dict:
@@ -267,8 +256,8 @@ def main() -> None:
     serve_env = {"REPLYLOOP_SERVE_ENGINE": args.serve_engine, "REPLYLOOP_SERVE_COMPUTE_TYPE": args.serve_compute_type}
     settings = settings.model_copy(update={"serve_engine": args.serve_engine,
                                            "serve_compute_type": args.serve_compute_type})
-    bw = bandwidth_gbs()
-    print(f"memory read bandwidth: {bw:.1f} GB/s")
+    bw = read_bandwidth_gbs(os.cpu_count() or 1)
+    print(f"memory read bandwidth ({os.cpu_count()} threads): {bw:.1f} GB/s")
     agree = agreement(settings, version, args.agreement, args.engines) if args.agreement else {}
     if agree:
         print(f"the champion's LoRA changes the reply on {agree['differ_from_base']}/{agree['prompts']} golden prompts "

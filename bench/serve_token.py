@@ -31,22 +31,7 @@ import os
 import statistics
 import time
 
-from _serving import golden_conversations, prepare_home
-
-
-def read_bandwidth_gbs(threads: int) -> float:
-    """Best of 5 reads of a 1 GiB float32 tensor with `threads` torch threads."""
-    import torch
-
-    torch.set_num_threads(threads)
-    a = torch.ones(256 * 1024 * 1024)
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        a.sum()
-        best = min(best, time.perf_counter() - t)
-    del a
-    return 4 * 256 * 1024 * 1024 / best / 1e9
+from _serving import golden_conversations, prepare_home, read_bandwidth_gbs
 
 
 def weight_bytes(model) -> int:

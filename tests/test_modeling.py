@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from replyloop.modeling import decoding_rule
+from replyloop.modeling import decoding_rule, rule_scores
 
 EOT, SIGN, CARET, DOT, OTHER = 2, 10, 11, 12, 13
 
@@ -37,3 +38,18 @@ def test_other_tokens_still_obey_the_penalty_and_the_ngram_block():
 def test_suppressed_tokens_are_never_chosen():
     out = decoding_rule([EOT], [4], device="cpu")(torch.tensor([[1, 2, 3]]), _scores())
     assert out[0, 4] == -math.inf
+
+
+def test_the_numpy_rule_gives_the_processors_scores():
+    """rule_scores (the engines' per-step path) equals decoding_rule's torch processors, bit for bit, on rows
+    with left padding, repeated n-grams, end-of-turn tokens in the prompt and negative scores."""
+    gen = torch.Generator().manual_seed(0)
+    vocab, eot, suppressed = 50, [EOT, 3], [4, 17]
+    for length in (2, 3, 4, 9, 40):
+        ids = torch.randint(0, 12, (6, length), generator=gen)  # few distinct ids: n-grams repeat
+        ids[0, : length // 2] = 0  # a left-padded row
+        raw = torch.randn(6, vocab, generator=gen) * 8
+        expected = decoding_rule(eot, suppressed, device="cpu")(ids, raw.clone())
+        got = rule_scores(ids.numpy(), raw.numpy(), eot, suppressed)
+        assert np.array_equal(got, expected.numpy()), f"length {length}"
+        assert (got.argmax(-1) == expected.argmax(-1).numpy()).all()

@@ -211,6 +211,38 @@ def decoding_rule(end_of_turn: list[int], suppressed: list[int], *, device=None)
     return rule
 
 
+def rule_scores(ids, scores, end_of_turn: list[int], suppressed: list[int]):
+    """`decoding_rule` applied in numpy: the same float32 scores for `ids` (int64, [rows, length], left
+    padding included as `generate` sees it) and `scores` (float32, [rows, vocab]; not modified).
+
+    For the serving engines' per-step loop: the torch processors cost about 1.2 ms a step on the full
+    vocabulary, this touches only the tokens the rule concerns (about 0.1 ms). tests/test_modeling.py checks
+    that both give identical scores."""
+    import numpy as np
+
+    out = np.array(scores, dtype=np.float32, copy=True)
+    vocab, eot = out.shape[1], np.asarray(end_of_turn, dtype=np.int64)
+    kept = out[:, eot].copy()
+    penalty = np.float32(REPETITION_PENALTY)
+    for row, seen in zip(out, ids, strict=True):
+        seen = np.unique(seen[seen < vocab])
+        hit = row[seen]
+        row[seen] = np.where(hit < 0, hit * penalty, hit / penalty)
+    out[:, eot] = kept
+    n = NO_REPEAT_NGRAM
+    if ids.shape[1] >= n:
+        windows = np.lib.stride_tricks.sliding_window_view(ids, n, axis=1)
+        prefix = ids[:, ids.shape[1] + 1 - n:]
+        matches = (windows[..., :-1] == prefix[:, None, :]).all(-1)
+        for row, window, match in zip(out, windows, matches, strict=True):
+            banned = window[match, -1]
+            row[banned[banned < vocab]] = -np.inf
+        out[:, eot] = kept
+    if suppressed:
+        out[:, suppressed] = -np.inf
+    return out
+
+
 class KeepEndOfTurn:
     """A logits processor that applies `inner` to every token but the end-of-turn ones."""
 

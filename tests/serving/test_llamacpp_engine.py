@@ -48,9 +48,11 @@ def test_a_reply_is_the_same_alone_and_in_a_batch(version):
 
 
 def test_the_decoding_rule_is_the_versions_own(version):
-    """The engine decodes with the generator's logits processors (penalty, n-gram block, no '@'), not llama.cpp's."""
+    """The engine decodes with the generator's rule (penalty, n-gram block with its end of turn exempt, no
+    '@'; `modeling.rule_scores`, equal to the processors in tests/test_modeling.py), not llama.cpp's sampler."""
     engine = _engine(version)
-    assert [type(p).__name__ for p in engine.rule] == [type(p).__name__ for p in version["generator"].decoding_rule()]
+    assert engine.end_of_turn == version["generator"].end_of_turn_ids()
+    assert engine.suppressed == version["generator"].suppressed and engine.suppressed
     assert engine.prefix == prompt_ids(version["generator"].tok, [{"role": "customer", "text": "x"}],
                                        version["generator"].system_prompt, 1024)[: len(engine.prefix)]
 
