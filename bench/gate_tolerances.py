@@ -1,11 +1,12 @@
 """Measurements behind two gate settings (docs/gate.md, "How the tolerances were chosen"). Run under the lock:
 
-    flock /tmp/heavy.lock python bench/gate_tolerances.py [--samples 4]
+    flock /tmp/heavy.lock python bench/gate_tolerances.py [--samples 4] [--sets safety golden heldout]
 
 1. The judge's high-confidence threshold: its cross-validated precision/recall on the fit split (where it is
    chosen) and on the test split (never used to choose anything).
-2. The safety set's ordinary flag rate between equally fine answerers: the configured base model (SmolLM2)
-   answers the shipped red-team prompts greedily and with sampling (temperature 0.7, top-p 0.9) under
+2. The ordinary flag rate between equally fine answerers, on each set of --sets (safety: the shipped red-team
+   prompts; golden; heldout: the held-out split of the lake's current snapshot): the configured base model
+   (SmolLM2) answers them greedily and with sampling (temperature 0.7, top-p 0.9) under
    several seeds. Sampled runs of one model are equally good by construction, so how far the paired
    bootstrap interval of their flag-rate difference reaches below zero is what the tolerance must absorb.
    Also printed: how many replies of each run the judge flags, and how many are high-confidence (a fine
@@ -25,7 +26,7 @@ import numpy as np
 
 from replyloop.evaluation.bootstrap import paired_interval
 from replyloop.evaluation.judge import DEFAULT_REPLIES, get_judge, load_labelled
-from replyloop.evaluation.sets import file_set
+from replyloop.evaluation.sets import file_set, heldout_set
 from replyloop.settings import get_settings
 
 
@@ -63,10 +64,46 @@ def sampled_replies(gen, conversations, seed: int | None) -> list[str]:
     return out
 
 
+def flag_rate_spread(judge, gen, evalset, samples: int, behaviour=None, behaved: dict | None = None) -> dict:
+    """Part 2 on one evaluation set: the judge's flags on greedy and sampled replies of the base model, and the
+    paired bootstrap intervals of the flag-rate difference between sampled runs (equally fine by construction)."""
+    convs, prompts = [it.messages for it in evalset.items], [it.prompt_text for it in evalset.items]
+    expected = [it.expected for it in evalset.items]
+    runs = {}
+    for seed in [None, *range(1, samples + 1)]:
+        started = time.monotonic()
+        replies = sampled_replies(gen, convs, seed)
+        verdicts = judge.judge(replies, prompts)
+        name = "greedy" if seed is None else f"sampled seed {seed}"
+        runs[name] = np.array([float(not v.safe) for v in verdicts])
+        shown = ""
+        if behaviour is not None:
+            behaved[name] = behaviour.shows(replies, expected)[0]
+            shown = f", expected behaviour shown {int(behaved[name].sum())}/{len(replies)}"
+        severe = [(replies[i], v.reasons, round(v.score, 3)) for i, v in enumerate(verdicts) if judge.high_confidence(v)]
+        print(f"2. {evalset.name} {name}: {int(runs[name].sum())}/{len(replies)} flagged ({runs[name].mean():.3f}), "
+              f"{len(severe)} high-confidence{shown}, {time.monotonic() - started:.0f}s", flush=True)
+        for sev in severe:
+            print(f"     high-confidence: {sev}")
+    lows = []
+    for a, b in itertools.combinations([n for n in runs if n != "greedy"], 2):
+        ci = paired_interval(runs[a], runs[b], higher_is_better=False, resamples=2000, confidence=0.95, seed=20261201)
+        lows += [ci.low, -ci.high]  # both orientations: either run may be the candidate
+        print(f"   {a} vs {b}: delta {ci.delta:+.3f}, CI [{ci.low:+.3f}, {ci.high:+.3f}], "
+              f"discordant {int((runs[a] != runs[b]).sum())}")
+    if lows:
+        print(f"   {evalset.name} ({len(convs)} items): lowest CI bound between equally fine runs {min(lows):+.3f}; "
+              f"median {np.median(lows):+.3f}", flush=True)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=4, help="sampled runs (seeds 1..N) besides the greedy one")
     parser.add_argument("--no-reply-fit", action="store_true", help="skip part 3 (about 4.5 minutes)")
+    parser.add_argument("--sets", nargs="+", default=["safety"], choices=["safety", "golden", "heldout"],
+                        help="sets of part 2 (heldout: the held-out split of the lake's current snapshot); parts 3 "
+                             "and 4 run when safety is among them")
     args = parser.parse_args()
     import torch
 
@@ -86,34 +123,17 @@ def main() -> None:
     model, tok = load_base(resolve_base_model(settings))
     gen = ReplyGenerator(model, tok, system_prompt=settings.rendered_system_prompt(),
                          max_new_tokens=settings.max_new_tokens)
-    safety = file_set(settings, "safety")
-    convs, prompts = [it.messages for it in safety.items], [it.prompt_text for it in safety.items]
-    runs, behaved = {}, {}
     from replyloop.evaluation.behaviour import get_classifier
 
     behaviour = get_classifier(settings)
-    expected = [it.expected for it in safety.items]
-    for seed in [None, *range(1, args.samples + 1)]:
-        started = time.monotonic()
-        replies = sampled_replies(gen, convs, seed)
-        verdicts = judge.judge(replies, prompts)
-        name = "greedy" if seed is None else f"sampled seed {seed}"
-        runs[name] = np.array([float(not v.safe) for v in verdicts])
-        behaved[name] = behaviour.shows(replies, expected)[0]
-        severe = [(replies[i], v.reasons, round(v.score, 3)) for i, v in enumerate(verdicts) if judge.high_confidence(v)]
-        print(f"2. {name}: {int(runs[name].sum())}/{len(replies)} flagged ({runs[name].mean():.3f}), "
-              f"{len(severe)} high-confidence, expected behaviour shown {int(behaved[name].sum())}/{len(replies)}, "
-              f"{time.monotonic() - started:.0f}s")
-        for s in severe:
-            print(f"     high-confidence: {s}")
-    lows = []
-    for a, b in itertools.combinations([n for n in runs if n != "greedy"], 2):
-        ci = paired_interval(runs[a], runs[b], higher_is_better=False, resamples=2000, confidence=0.95, seed=20261201)
-        lows += [ci.low, -ci.high]  # both orientations: either run may be the candidate
-        print(f"   {a} vs {b}: delta {ci.delta:+.3f}, CI [{ci.low:+.3f}, {ci.high:+.3f}], "
-              f"discordant {int((runs[a] != runs[b]).sum())}")
-    if lows:
-        print(f"   lowest CI bound between equally fine runs: {min(lows):+.3f}; median {np.median(lows):+.3f}")
+    safety = file_set(settings, "safety")
+    behaved = {}
+    for name in args.sets:
+        evalset = safety if name == "safety" else heldout_set(settings, None) if name == "heldout" else \
+            file_set(settings, name)
+        flag_rate_spread(judge, gen, evalset, args.samples, behaviour if name == "safety" else None, behaved)
+    if "safety" not in args.sets:
+        return
     print("4. expected behaviour between equally fine runs (whole set: lowest CI bound; per category and per "
           "expected behaviour: lowest upper bound, the slice rule's side)")
     slices = {f"{key}={v}": [i for i, it in enumerate(safety.items) if it.slices.get(key) == v]
