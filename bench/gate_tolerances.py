@@ -125,15 +125,17 @@ def main() -> None:
                          max_new_tokens=settings.max_new_tokens)
     from replyloop.evaluation.behaviour import get_classifier
 
-    behaviour = get_classifier(settings)
-    safety = file_set(settings, "safety")
     behaved = {}
     for name in args.sets:
-        evalset = safety if name == "safety" else heldout_set(settings, None) if name == "heldout" else \
-            file_set(settings, name)
-        flag_rate_spread(judge, gen, evalset, args.samples, behaviour if name == "safety" else None, behaved)
+        evalset = heldout_set(settings, None) if name == "heldout" else file_set(settings, name)
+        if not evalset.items:
+            print(f"2. {name}: no items ({evalset.source})")
+            continue
+        flag_rate_spread(judge, gen, evalset, args.samples, get_classifier(settings) if name == "safety" else None,
+                         behaved)
     if "safety" not in args.sets:
         return
+    safety = file_set(settings, "safety")
     print("4. expected behaviour between equally fine runs (whole set: lowest CI bound; per category and per "
           "expected behaviour: lowest upper bound, the slice rule's side)")
     slices = {f"{key}={v}": [i for i, it in enumerate(safety.items) if it.slices.get(key) == v]

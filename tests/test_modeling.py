@@ -53,3 +53,18 @@ def test_the_numpy_rule_gives_the_processors_scores():
         got = rule_scores(ids.numpy(), raw.numpy(), eot, suppressed)
         assert np.array_equal(got, expected.numpy()), f"length {length}"
         assert (got.argmax(-1) == expected.argmax(-1).numpy()).all()
+
+
+def test_the_numpy_rule_matches_on_edge_cases():
+    """Ids past the scores' width (a tokenizer larger than the model's head), infinite and signed-zero scores,
+    no suppressed tokens, a suppressed id past the width, rows shorter than the n-gram."""
+    gen = torch.Generator().manual_seed(1)
+    vocab = 30
+    for length, suppressed in ((1, []), (3, [4]), (12, []), (12, [5, vocab + 3])):
+        ids = torch.randint(0, vocab + 5, (4, length), generator=gen)
+        raw = torch.randn(4, vocab, generator=gen)
+        raw[0, :3] = torch.tensor([math.inf, -math.inf, -0.0])
+        raw[1, ids[1, 0].clamp(max=vocab - 1)] = 0.0
+        expected = decoding_rule([EOT], suppressed, device="cpu")(ids, raw.clone())
+        got = rule_scores(ids.numpy(), raw.numpy(), [EOT], suppressed)
+        assert np.array_equal(got.view(np.int32), expected.numpy().view(np.int32)), f"length {length}"

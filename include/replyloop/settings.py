@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     serve_compute_type: str = Field("auto", description="Weights: 'auto' (torch: as the version loads, float32 "
                                                         "on CPU, bf16/fp16 on CUDA), 'bfloat16', 'float32'; "
                                                         "CTranslate2 also 'int8' (other greedy replies); "
-                                                        "llamacpp: the GGUF's weights, 'auto' (float32), "
+                                                        "llamacpp: the GGUF's weights, 'auto' (float16), "
                                                         "'float16', 'bfloat16', 'q8_0', 'q4_1', 'q4_1-lora'")
     serve_threads: int = Field(0, ge=0, description="CPU threads of the engine; 0 = the library's default "
                                                     "(one per core)")

@@ -8,7 +8,7 @@ calls, then each step forwards one token per unfinished reply in one `llama_deco
 is not used: its logits go through the version's decoding rule (`modeling.decoding_rule`: repetition
 penalty 1.1 and no repeated 4-grams over prompt + reply with the end of turn exempt, no token containing
 '@'), applied in numpy by `modeling.rule_scores` (the same scores as the torch processors, bit for bit, at
-a tenth of their cost per step) over the same left-padded ids the reference `generate` sees, and the
+a third of their cost per step) over the same left-padded ids the reference `generate` sees, and the
 greedy choice is the argmax; a reply ends at
 the same end-of-turn tokens as the torch engine's (`torch_engine._until_end`). Prompts are the token ids of
 the one chat builder (`replyloop.chat.prompt_ids`) with the version's Hugging Face tokenizer.
