@@ -6,7 +6,7 @@ The champion is a LoRA adapter (r=16, all linear layers) on SmolLM2-135M-Instruc
 home of its own (default $REPLYLOOP_HOME/bench-serve; created once). Then:
   1. memory read bandwidth of this machine (torch, one thread per core), the limit of single-stream decoding;
   2. agreement of the fast engines with the reference HF path of the same version: identical greedy replies
-     on the first --agreement golden prompts, for each of --engines (the served one is `torch:auto`);
+     on the first --agreement golden prompts, for each of --engines (served: `llamacpp:auto` on CPU, `torch:auto` on CUDA);
   3. the naive baseline: the unmerged PeftModel calling `generate` per request, one request at a time
      (in process, no HTTP: that favours the baseline), at 1, 4 and 16 concurrent clients;
   4. llama.cpp on the base model's GGUF, one request at a time, when llama-cpp-python is installed (optional);
